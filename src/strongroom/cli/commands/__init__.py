@@ -1,0 +1,11 @@
+"""One module per verb. Each defines NAME, HELP, add_arguments(parser) and execute(args, context).
+
+COMMANDS lists the verbs that work, in the order ``--help`` shows them. A verb
+appears here only once it works.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+COMMANDS: tuple[ModuleType, ...] = ()
