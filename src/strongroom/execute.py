@@ -398,10 +398,10 @@ def secret_file(content: str | bytes, *, name: str = "secret", owner: int | None
 
     For option files (``--defaults-extra-file``), ``PGPASSFILE`` and the like.
     ``owner`` (a uid, needs root) hands the file and its directory to that account,
-    for programs that run as another user.
+    for programs that run as another user. The caller registers the secret values the
+    file holds (:func:`register_secret`) so they are masked in logs.
     """
     data = content.encode("utf-8") if isinstance(content, str) else content
-    register_secret(data)
     with private_directory("strongroom-secret-") as directory:
         path = directory / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
