@@ -1,0 +1,1 @@
+"""The passbolt instance: discovery, configuration, database dumps, files, checks."""
