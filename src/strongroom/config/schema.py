@@ -41,6 +41,33 @@ class InstanceConfig(Section):
 
     root: Path = Field(default=Path("/"), description="filesystem root under which passbolt's files are found")
     layout: Layout = Field(default="auto", description="installation layout, or auto to detect it")
+    # Explicit overrides. Paths are as passbolt sees them (inside the container for
+    # Docker), looked up under ``root``. Anything named here wins over detection.
+    install_dir: Path | None = Field(default=None, description="passbolt's code (holds config/version.php)")
+    config_dir: Path | None = Field(default=None, description="passbolt's config directory (/etc/passbolt, config/, app/Config)")
+    passbolt_config: Path | None = Field(default=None, description="the main config file (passbolt.php; v1: app.php)")
+    server_key_public: Path | None = Field(default=None, description="the server's public key file (serverkey.asc)")
+    server_key_private: Path | None = Field(default=None, description="the server's private key file (serverkey_private.asc)")
+    server_key_fingerprint: str | None = Field(default=None, description="the configured server key fingerprint (40 hex)")
+    jwt_dir: Path | None = Field(default=None, description="directory of jwt.key and jwt.pem")
+    avatars_dir: Path | None = Field(default=None, description="avatar files (passbolt before 3.2 only)")
+    tls_files: tuple[Path, ...] = Field(default=(), description="TLS certificate and key files to back up too")
+    web_user: str | None = Field(default=None, description="the web server's user (www-data, nginx, wwwrun)")
+    database_url: str | None = Field(
+        default=None, description="database DSN without password: mysql://user@host:3306/name, postgres://user@host/name"
+    )
+    database_engine: Literal["mariadb", "mysql", "postgresql"] | None = Field(default=None, description="database engine")
+    database_host: str | None = Field(default=None, description="database host name or address")
+    database_port: int | None = Field(default=None, description="database TCP port")
+    database_socket: Path | None = Field(default=None, description="database unix socket (instead of host and port)")
+    database_name: str | None = Field(default=None, description="database name")
+    database_user: str | None = Field(default=None, description="database user")
+    database_password_file: Path | None = Field(
+        default=None, description="file holding the database password (mode 0600); never put the password here"
+    )
+    docker_compose_file: Path | None = Field(default=None, description="passbolt's docker compose file")
+    docker_container: str | None = Field(default=None, description="the running passbolt container's name")
+    docker_database_container: str | None = Field(default=None, description="the running database container's name")
 
 
 class Config(Section):
