@@ -1,0 +1,1 @@
+"""Facts about passbolt that several layers of strongroom use (its database schema, its seed data)."""
