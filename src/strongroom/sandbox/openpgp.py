@@ -216,7 +216,13 @@ def _s2k_key(passphrase: bytes, salt: bytes, coded_count: int) -> bytes:
 
 
 def _protected_secret_body(key: _Key, passphrase: str, coded_count: int) -> bytes:
-    """Return a secret-key packet body whose secret material is encrypted with ``passphrase``."""
+    """Return a secret-key packet body whose secret material is encrypted with ``passphrase``.
+
+    An empty passphrase gives an unprotected body (S2K usage 0 and a 16-bit checksum).
+    """
+    if not passphrase:
+        checksum = sum(key.secret_material) & 0xFFFF
+        return key.public_body + b"\x00" + key.secret_material + struct.pack(">H", checksum)
     salt = os.urandom(8)
     iv = os.urandom(16)
     session = _s2k_key(passphrase.encode("utf-8"), salt, coded_count)
@@ -256,11 +262,10 @@ def generate_key_pair(
 ) -> KeyPair:
     """Generate a key pair for ``uid`` (``Name <email>``) that never expires.
 
-    Returns the KeyPair, its private key protected with ``passphrase``.
+    Returns the KeyPair, its private key protected with ``passphrase``; an empty
+    passphrase leaves it unprotected, as passbolt's shared metadata keys are.
     Raises OpenPGPError when the result does not parse back (a bug).
     """
-    if not passphrase:
-        raise OpenPGPError("a sandbox private key needs a passphrase: passbolt's keys always have one")
     created = int(time.time()) if created is None else created
     if shape == "ecc":
         primary, subkey = _ed25519_key(created), _curve25519_key(created)
@@ -344,7 +349,7 @@ def unlock(private_armored: str, passphrase: str) -> pysequoia.PyDecryptor:
     """
     try:
         secret = pysequoia.Tsk.from_bytes(private_armored.encode("ascii"))
-        return secret.decryptor(passphrase)
+        return secret.decryptor(passphrase or None)
     except Exception:
         raise OpenPGPError("the private key does not parse or the passphrase does not unlock it") from None
 
