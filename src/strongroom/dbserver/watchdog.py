@@ -1,0 +1,106 @@
+"""A tiny guard that removes a throwaway database server when its owner dies.
+
+Run as ``python -m strongroom.dbserver.watchdog DIRECTORY`` in a session of its
+own, with its standard input a pipe from the owning process. The owner writes
+lines to that pipe:
+
+``server PID SIGNAL``
+    watch this server: on the owner's death, send it SIGNAL (its graceful stop),
+    then SIGKILL its process group if it has not stopped within a few seconds;
+``forget PID``
+    that server is gone already (it failed to start): do not touch that process id;
+``release``
+    the owner stopped the server and removed the directory itself: do nothing.
+
+When the pipe reaches end of file without ``release`` (the owner exited, crashed or
+was SIGKILLed: the kernel closes its end either way), the watchdog stops every
+server it was told about and removes DIRECTORY. It uses only the standard library
+and never writes to its inherited stdout or stderr, which may be closed by then.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+
+GRACE_SECONDS = 5.0
+POLL_SECONDS = 0.05
+
+
+def is_alive(pid: int) -> bool:
+    """Return True when process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    # The state follows the command name, which is in parentheses and may hold spaces.
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
+
+
+def stop_server(pid: int, stop_signal: int, grace: float = GRACE_SECONDS) -> None:
+    """Send ``stop_signal`` to ``pid``, wait up to ``grace`` seconds, then SIGKILL its group."""
+    try:
+        os.kill(pid, stop_signal)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and is_alive(pid):
+        time.sleep(POLL_SECONDS)
+    # The server leads its own process group (it was started in a new session):
+    # kill whatever of the group is left (PostgreSQL's backends, for instance).
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and is_alive(pid):
+        time.sleep(POLL_SECONDS)
+
+
+def watch(directory: str) -> int:
+    """Read commands from stdin until end of file; clean up unless released. Returns 0."""
+    servers: list[tuple[int, int]] = []
+    released = False
+    for raw in sys.stdin.buffer:
+        words = raw.decode("ascii", "replace").split()
+        if not words:
+            continue
+        if words[0] == "server" and len(words) == 3:
+            servers.append((int(words[1]), int(words[2])))
+        elif words[0] == "forget" and len(words) == 2:
+            servers = [entry for entry in servers if entry[0] != int(words[1])]
+        elif words[0] == "release":
+            released = True
+            servers.clear()
+    if released:
+        return 0
+    for pid, stop_signal in servers:
+        stop_server(pid, stop_signal)
+    shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: ``watchdog DIRECTORY``. Returns the exit status."""
+    if len(argv) != 1:
+        return 2
+    # The owner's terminal and signals are not ours: a Ctrl-C meant for the owner
+    # must not kill the guard before it cleans up.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return watch(argv[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
