@@ -140,7 +140,10 @@ class DatabaseTarget:
         try:
             parts = urlsplit(url)
         except ValueError as exc:
-            raise ConfigError(f"cannot parse the database URL {mask(url)!r}: {exc}") from None
+            # The URL may hold a password in a form not yet registered: never echo it.
+            raise ConfigError(
+                f"cannot parse the database URL: {exc}", hint="write scheme://user:password@host:port/database"
+            ) from None
         if parts.password:
             register_secret(unquote(parts.password))
         shown = _redact_url(url)
@@ -305,6 +308,7 @@ def _connect_mysql(target: DatabaseTarget, database: str | None, timeout: float)
         "local_infile": False,
     }
     if target.socket:
+        _probe_unix_socket(target, database, timeout)
         arguments["unix_socket"] = target.socket
     else:
         arguments["host"] = target.host
@@ -316,6 +320,26 @@ def _connect_mysql(target: DatabaseTarget, database: str | None, timeout: float)
         return pymysql.connect(**arguments)  # type: ignore[no-any-return]
     except pymysql.err.MySQLError as exc:
         raise _translate_mysql_error(exc, target, database) from None
+
+
+def _probe_unix_socket(target: DatabaseTarget, database: str | None, timeout: float) -> None:
+    """Raise DatabaseError when nothing listens on the target's unix socket.
+
+    pymysql leaks its socket object when connecting to a unix socket fails; probing
+    first with a socket we close ourselves keeps the common failure leak-free.
+    """
+    import socket as socket_module
+
+    assert target.socket is not None
+    with socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
+        try:
+            probe.connect(target.socket)
+        except OSError as exc:
+            raise DatabaseError(
+                f"cannot reach the database server at {target.describe(database)}: {exc.strerror or exc}",
+                hint="is the database running? check the host, port or socket, and the firewall",
+            ) from None
 
 
 def _translate_mysql_error(exc: Exception, target: DatabaseTarget, database: str | None) -> DatabaseError:
@@ -417,11 +441,12 @@ def _translate_postgresql_error(exc: Exception, target: DatabaseTarget, database
         or "could not connect" in lowered
         or "timeout expired" in lowered
         or "could not translate host name" in lowered
+        or "failed to resolve host" in lowered
         or "connection failed" in lowered
         or "is the server running" in lowered
     ):
         return DatabaseError(
-            f"cannot reach the database server at {where}: {detail.splitlines()[-1] if detail else ''}",
+            f"cannot reach the database server at {where}: {detail.splitlines()[0] if detail else ''}",
             hint="is the database running? check the host, port or socket, and the firewall",
         )
     return DatabaseError(f"the database at {where} failed: {detail}")

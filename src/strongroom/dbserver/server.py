@@ -360,15 +360,14 @@ class ThrowawayServer:
 
         connection.autocommit = True  # type: ignore[attr-defined]  # CREATE DATABASE refuses transactions
         cursor = connection.cursor()
-        owner = sql.Identifier(user) if user is not None else sql.SQL("CURRENT_USER")
+        owner = sql.SQL("")
         if user is not None:
             cursor.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(password))
             )
+            owner = sql.SQL(" OWNER {}").format(sql.Identifier(user))
         cursor.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0").format(
-                sql.Identifier(name), owner
-            )
+            sql.SQL("CREATE DATABASE {}{} ENCODING 'UTF8' TEMPLATE template0").format(sql.Identifier(name), owner)
         )
         cursor.close()
 
