@@ -323,3 +323,19 @@ def test_server_account_is_none_unless_root() -> None:
         assert account is not None and account.uid != 0
     else:
         assert account is None
+
+
+def test_a_forked_child_does_not_stop_its_parents_server(mariadb_server: ThrowawayServer) -> None:
+    from strongroom.dbserver.server import _stop_live_servers
+
+    child = os.fork()
+    if child == 0:  # the child: what its exit (atexit) would do
+        try:
+            mariadb_server.stop()
+            _stop_live_servers()
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    assert mariadb_server.running and mariadb_server.directory.is_dir()
+    connection = mariadb_server.connect()
+    connection.close()

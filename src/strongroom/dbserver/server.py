@@ -220,9 +220,12 @@ _live_lock = threading.Lock()
 
 @atexit.register
 def _stop_live_servers() -> None:
-    """At a normal interpreter exit, stop every server still running."""
+    """At a normal interpreter exit, stop every server this process started.
+
+    A forked child inherits the set and this hook: it must not stop its parent's servers.
+    """
     with _live_lock:
-        servers = list(_live_servers)
+        servers = [server for server in _live_servers if server.owner_pid == os.getpid()]
     for server in servers:
         with contextlib.suppress(Exception):
             server.stop()
@@ -253,6 +256,7 @@ class ThrowawayServer:
         self.version = ""
         self.target = DatabaseTarget(engine=engine)
         self.process: Running | None = None
+        self.owner_pid = os.getpid()
         self._watchdog: Running | None = watchdog
         self._stopped = False
         self._lock = threading.Lock()
@@ -389,7 +393,7 @@ class ThrowawayServer:
         Idempotent; never raises for a server that is already gone.
         """
         with self._lock:
-            if self._stopped:
+            if self._stopped or os.getpid() != self.owner_pid:
                 return
             self._stopped = True
         with _live_lock:

@@ -1,12 +1,13 @@
 """A tiny guard that removes a throwaway database server when its owner dies.
 
-Run as ``python -m strongroom.dbserver.watchdog DIRECTORY`` in a session of its
+Run as ``python -m strongroom.dbserver.watchdog DIRECTORY [GRACE]`` in a session of its
 own, with its standard input a pipe from the owning process. The owner writes
 lines to that pipe:
 
 ``server PID SIGNAL``
     watch this server: on the owner's death, send it SIGNAL (its graceful stop),
-    then SIGKILL its process group if it has not stopped within a few seconds;
+    then SIGKILL its process group if it has not stopped within GRACE seconds
+    (default 5);
 ``forget PID``
     that server is gone already (it failed to start): do not touch that process id;
 ``release``
@@ -68,38 +69,43 @@ def stop_server(pid: int, stop_signal: int, grace: float = GRACE_SECONDS) -> Non
         time.sleep(POLL_SECONDS)
 
 
-def watch(directory: str) -> int:
+def watch(directory: str, grace: float = GRACE_SECONDS) -> int:
     """Read commands from stdin until end of file; clean up unless released. Returns 0."""
     servers: list[tuple[int, int]] = []
     released = False
     for raw in sys.stdin.buffer:
         words = raw.decode("ascii", "replace").split()
-        if not words:
-            continue
-        if words[0] == "server" and len(words) == 3:
-            servers.append((int(words[1]), int(words[2])))
-        elif words[0] == "forget" and len(words) == 2:
-            servers = [entry for entry in servers if entry[0] != int(words[1])]
-        elif words[0] == "release":
-            released = True
-            servers.clear()
+        try:
+            if words[:1] == ["server"] and len(words) == 3:
+                servers.append((int(words[1]), int(words[2])))
+            elif words[:1] == ["forget"] and len(words) == 2:
+                servers = [entry for entry in servers if entry[0] != int(words[1])]
+            elif words[:1] == ["release"]:
+                released = True
+                servers.clear()
+        except ValueError:
+            continue  # a garbled line must not stop the guard
     if released:
         return 0
     for pid, stop_signal in servers:
-        stop_server(pid, stop_signal)
+        stop_server(pid, stop_signal, grace)
     shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: ``watchdog DIRECTORY``. Returns the exit status."""
-    if len(argv) != 1:
+    """Entry point: ``watchdog DIRECTORY [GRACE]``. Returns the exit status."""
+    if len(argv) not in (1, 2):
+        return 2
+    try:
+        grace = float(argv[1]) if len(argv) == 2 else GRACE_SECONDS
+    except ValueError:
         return 2
     # The owner's terminal and signals are not ours: a Ctrl-C meant for the owner
     # must not kill the guard before it cleans up.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    return watch(argv[0])
+    return watch(argv[0], grace)
 
 
 if __name__ == "__main__":
