@@ -1,0 +1,1 @@
+"""One module per verb: run(...) -> result. Actions compose the source, repository and storage layers."""
