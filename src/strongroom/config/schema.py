@@ -31,6 +31,9 @@ class RepositoryConfig(Section):
     recipients: tuple[str, ...] = Field(
         min_length=1, description="age X25519 or SSH public keys; any one identity restores"
     )
+    lock_wait_seconds: float = Field(
+        default=60.0, ge=0, description="how long a backup waits for another run's lock before failing"
+    )
 
 
 Layout = Literal["auto", "debian", "rpm", "docker", "source", "v1"]

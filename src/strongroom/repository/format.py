@@ -1,0 +1,141 @@
+"""Byte layouts of the repository's objects (``docs/format.md`` is the prose version).
+
+Every object is named by the BLAKE3-256 hash of its stored bytes (locks excepted),
+so anyone can check an object's integrity without a key. Layouts, all integers
+little-endian:
+
+- ``config/<hash>``: ``"SRCF" v:u8 len:u32 json signature:64``; signed by the writer.
+- ``keys/<hash>``: a plain age file (the ``age`` tool opens it) whose plaintext is
+  JSON: the repository keys (id key, metadata key) or one run's data key.
+- ``data/<hash>`` (a pack): ``"SRPK" v:u8 key-object-name:32`` then batches, each
+  ``nonce:12 ciphertext tag:16`` of zstd(concatenated chunks), under the run's data
+  key, associated data ``"SRPK" v key-object-name batch-id``.
+- ``index/<hash>``, ``lists/<hash>``: ``magic:4 v:u8 nonce:12 ciphertext tag:16``
+  of zstd(payload) under the metadata key, associated data ``magic v``.
+- ``snapshots/<hash>``: ``"SRSN" v:u8 len:u32 header-json len:u32 sealed-body signature:64``.
+- ``locks/<random>``: JSON, unsigned (a lock is advice, not trust).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+import zstandard
+
+from strongroom.errors import IntegrityError, RepositoryError
+from strongroom.repository.keys import seal, unseal
+
+FORMAT_VERSION = 1
+
+CONFIG_MAGIC = b"SRCF"
+PACK_MAGIC = b"SRPK"
+INDEX_MAGIC = b"SRIX"
+LIST_MAGIC = b"SRLS"
+SNAPSHOT_MAGIC = b"SRSN"
+
+PACK_HEADER_SIZE = 4 + 1 + 32
+
+# One index entry: a chunk's keyed id and where its bytes are inside a batch.
+ENTRY_DTYPE = np.dtype([("id", "S16"), ("batch", "<u4"), ("offset", "<u4"), ("length", "<u4")])
+# One batch: which pack (number in the index object's pack table), where, and its id.
+BATCH_DTYPE = np.dtype([("pack", "<u4"), ("offset", "<u8"), ("length", "<u4"), ("batch_id", "V16")])
+
+# Signature domains: a signature over one kind of object never verifies as another.
+SNAPSHOT_SIGNATURE_DOMAIN = b"strongroom snapshot signature v1\0"
+CONFIG_SIGNATURE_DOMAIN = b"strongroom config signature v1\0"
+
+_COMPRESSION_LEVEL = 3
+
+
+def canonical_json(value: Any) -> bytes:
+    """Deterministic compact JSON bytes (sorted keys) of ``value``."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def parse_json(data: bytes, what: str) -> Any:
+    """Parse JSON ``data``; raises IntegrityError naming ``what`` when it is not JSON."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise IntegrityError(f"{what} holds no valid JSON") from None
+
+
+def compress(data: bytes | bytearray | memoryview) -> bytes:
+    """zstd level 3 of ``data``."""
+    return zstandard.ZstdCompressor(level=_COMPRESSION_LEVEL).compress(data)
+
+
+def decompress(data: bytes, what: str) -> bytes:
+    """Undo :func:`compress`. Raises IntegrityError naming ``what`` when the frame is bad."""
+    try:
+        return zstandard.ZstdDecompressor().decompress(data)
+    except zstandard.ZstdError:
+        raise IntegrityError(f"{what} does not decompress: it is damaged") from None
+
+
+def check_version(version: int, what: str) -> None:
+    """Raise RepositoryError when ``version`` is newer than this program understands."""
+    if version != FORMAT_VERSION:
+        raise RepositoryError(
+            f"{what} has format version {version}; this strongroom reads version {FORMAT_VERSION}",
+            hint="upgrade strongroom",
+        )
+
+
+def seal_metadata(magic: bytes, metadata_key: bytes, payload: bytes | bytearray) -> bytes:
+    """The stored bytes of a metadata object (index or list) holding ``payload``."""
+    prefix = magic + bytes([FORMAT_VERSION])
+    return prefix + seal(metadata_key, compress(payload), prefix)
+
+
+def open_metadata(magic: bytes, metadata_key: bytes, stored: bytes, what: str) -> bytes:
+    """The payload of a metadata object. Raises IntegrityError (damaged, forged), RepositoryError (version)."""
+    if len(stored) < 5 or stored[:4] != magic:
+        raise IntegrityError(f"{what} is not a {magic.decode()} object (damaged or misplaced)")
+    check_version(stored[4], what)
+    return decompress(unseal(metadata_key, memoryview(stored)[5:], stored[:5], what), what)
+
+
+def pack_header(key_object_name: str) -> bytes:
+    """The first bytes of a pack: magic, version, the data key object's name."""
+    return PACK_MAGIC + bytes([FORMAT_VERSION]) + bytes.fromhex(key_object_name)
+
+
+def parse_pack_header(header: bytes, what: str) -> str:
+    """The data key object name from a pack's first bytes. Raises IntegrityError, RepositoryError."""
+    if len(header) < PACK_HEADER_SIZE or header[:4] != PACK_MAGIC:
+        raise IntegrityError(f"{what} is not a pack (damaged or misplaced)")
+    check_version(header[4], what)
+    return header[5:PACK_HEADER_SIZE].hex()
+
+
+def batch_associated_data(key_object_name: str, batch_id: bytes) -> bytes:
+    """Associated data binding a batch to its pack format, data key and batch id."""
+    return PACK_MAGIC + bytes([FORMAT_VERSION]) + bytes.fromhex(key_object_name) + batch_id
+
+
+def frame(*parts: bytes) -> bytes:
+    """Length-prefixed (u32) concatenation of ``parts``."""
+    return b"".join(struct.pack("<I", len(part)) + part for part in parts)
+
+
+def unframe(data: bytes | memoryview, count: int, what: str) -> tuple[list[bytes], int]:
+    """Split ``count`` length-prefixed parts off ``data``; return them and the bytes consumed.
+
+    Raises IntegrityError when ``data`` is too short.
+    """
+    parts: list[bytes] = []
+    position = 0
+    for _ in range(count):
+        if position + 4 > len(data):
+            raise IntegrityError(f"{what} is truncated")
+        (length,) = struct.unpack_from("<I", data, position)
+        position += 4
+        if position + length > len(data):
+            raise IntegrityError(f"{what} is truncated")
+        parts.append(bytes(data[position : position + length]))
+        position += length
+    return parts, position

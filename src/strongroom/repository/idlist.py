@@ -1,0 +1,126 @@
+"""Ordered chunk-id lists, stored whole or as a delta against an earlier list.
+
+A record stream (a database dump) is an ordered list of chunk ids, one per
+record. Most of a day's list equals the day before's, so a list object stores
+*operations* against a base list: copy ``count`` ids starting at ``start`` of the
+base, or insert ``count`` ids taken from the object's literal ids. A *full* list
+has no base and a single insert of every id.
+
+Each delta's ``depth`` is its base's depth plus one; writers start a new full list
+when the depth would pass :data:`MAX_DEPTH`, so materialising a list reads at most
+that many objects. A list depends only on list objects, never on snapshots, so
+removing a snapshot never breaks another (prune keeps every list reachable from
+a kept snapshot, and may rewrite a long chain as a full list: a rebase).
+
+Payload layout (before zstd and the metadata seal): ``kind:u8`` (0 full, 1 delta),
+``base:32`` (zeros for a full list), ``depth:u32``, ``count:u64``, ``operations:u64``,
+``literals:u64``, then ``operations`` pairs of int64 (start, count; start -1 means
+"the next ``count`` literal ids"), then ``literals`` ids of 16 bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from strongroom.errors import IntegrityError
+from strongroom.repository.keys import ID_SIZE
+
+MAX_DEPTH = 30
+_HEADER = struct.Struct("<B32sIQQQ")
+LITERAL = -1
+
+
+@dataclass(frozen=True)
+class IdList:
+    """A decoded list object: its base (None for a full list), depth, length, operations and literal ids."""
+
+    base: str | None
+    depth: int
+    count: int
+    operations: np.ndarray  # shape (n, 2) int64
+    literals: bytes
+
+    def apply(self, base_ids: bytes | None, what: str) -> bytes:
+        """The full list (``count`` ids concatenated) from this object and its base's full list.
+
+        Raises IntegrityError when an operation points outside the base or the count does not match.
+        """
+        output = bytearray()
+        literal_position = 0
+        base_length = 0 if base_ids is None else len(base_ids) // ID_SIZE
+        for start, count in self.operations.tolist():
+            if count < 0:
+                raise IntegrityError(f"{what} has a negative operation length")
+            if start == LITERAL:
+                end = literal_position + count * ID_SIZE
+                if end > len(self.literals):
+                    raise IntegrityError(f"{what} refers past its literal ids")
+                output += self.literals[literal_position:end]
+                literal_position = end
+            else:
+                if base_ids is None or start < 0 or start + count > base_length:
+                    raise IntegrityError(f"{what} copies ids outside its base list")
+                output += base_ids[start * ID_SIZE : (start + count) * ID_SIZE]
+        if len(output) != self.count * ID_SIZE:
+            raise IntegrityError(f"{what} yields {len(output) // ID_SIZE} ids but says {self.count}")
+        return bytes(output)
+
+
+def encode(base: str | None, depth: int, count: int, operations: list[int], literals: bytes | bytearray) -> bytes:
+    """The payload of a list object. ``operations`` is flat: start, count, start, count, ..."""
+    ops = np.asarray(operations, dtype="<i8")
+    header = _HEADER.pack(
+        1 if base else 0,
+        bytes.fromhex(base) if base else bytes(32),
+        depth,
+        count,
+        len(ops) // 2,
+        len(literals) // ID_SIZE,
+    )
+    return header + ops.tobytes() + bytes(literals)
+
+
+def decode(payload: bytes, what: str) -> IdList:
+    """Parse a list payload. Raises IntegrityError when it is inconsistent."""
+    if len(payload) < _HEADER.size:
+        raise IntegrityError(f"{what} is truncated")
+    kind, base, depth, count, operation_count, literal_count = _HEADER.unpack_from(payload)
+    operations_end = _HEADER.size + operation_count * 16
+    if kind not in (0, 1) or len(payload) != operations_end + literal_count * ID_SIZE:
+        raise IntegrityError(f"{what} has an inconsistent layout")
+    operations = np.frombuffer(payload, dtype="<i8", count=operation_count * 2, offset=_HEADER.size).reshape(-1, 2)
+    return IdList(base.hex() if kind == 1 else None, depth, count, operations, payload[operations_end:])
+
+
+def materialize(name: str, load: Callable[[str], IdList]) -> bytes:
+    """The full id list of list object ``name``, following its base chain (at most MAX_DEPTH + 1 objects).
+
+    ``load(name)`` returns a decoded list object. Raises IntegrityError on a cycle or a broken chain.
+    """
+    chain: list[tuple[str, IdList]] = []
+    current: str | None = name
+    while current is not None:
+        if len(chain) > MAX_DEPTH + 1:
+            raise IntegrityError(f"the id list {name[:12]} has a base chain longer than {MAX_DEPTH}")
+        decoded = load(current)
+        chain.append((current, decoded))
+        current = decoded.base
+    ids: bytes | None = None
+    for object_name, decoded in reversed(chain):
+        ids = decoded.apply(ids, f"id list {object_name[:12]}")
+    assert ids is not None
+    return ids
+
+
+def chain_of(name: str, load: Callable[[str], IdList]) -> list[str]:
+    """The names of list object ``name`` and every base it depends on. Raises what ``load`` raises."""
+    names = []
+    current: str | None = name
+    while current is not None and len(names) <= MAX_DEPTH + 1:
+        names.append(current)
+        current = load(current).base
+    return names

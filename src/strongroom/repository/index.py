@@ -1,0 +1,187 @@
+"""The index: where each chunk's bytes are, and the writer's set of known chunk ids.
+
+An index object (``index/<hash>``, sealed with the metadata key) describes the
+packs written before it: a table of pack names, a table of batches (pack, offset,
+stored length, batch id) and one entry per chunk (id, batch, offset and length in
+the batch's plaintext). Payload layout (before zstd and the seal):
+``packs:u32 batches:u32 entries:u32``, then the pack names (32 bytes each), the
+batches (:data:`~strongroom.repository.format.BATCH_DTYPE`) and the entries
+(:data:`~strongroom.repository.format.ENTRY_DTYPE`).
+
+The writer rebuilds its set of known ids from the index objects alone (it holds
+the metadata key), so losing any local state never means storing everything
+again. Everything is held in numpy arrays: about 28 bytes a chunk for the full
+index (restore, verify) and 20 bytes a chunk for the known-id set (backup).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from strongroom.errors import IntegrityError
+from strongroom.repository.format import BATCH_DTYPE, ENTRY_DTYPE
+
+_COUNTS = struct.Struct("<III")
+
+
+@dataclass
+class IndexObject:
+    """One index object's content, pack numbers local to it."""
+
+    packs: list[str]
+    batches: np.ndarray
+    entries: np.ndarray
+
+    def encode(self) -> bytes:
+        """The payload bytes of this index object."""
+        names = b"".join(bytes.fromhex(name) for name in self.packs)
+        return (
+            _COUNTS.pack(len(self.packs), len(self.batches), len(self.entries))
+            + names
+            + self.batches.astype(BATCH_DTYPE).tobytes()
+            + self.entries.astype(ENTRY_DTYPE).tobytes()
+        )
+
+    @classmethod
+    def decode(cls, payload: bytes, what: str) -> IndexObject:
+        """Parse an index payload. Raises IntegrityError when it is inconsistent."""
+        if len(payload) < _COUNTS.size:
+            raise IntegrityError(f"{what} is truncated")
+        pack_count, batch_count, entry_count = _COUNTS.unpack_from(payload)
+        position = _COUNTS.size
+        names_end = position + 32 * pack_count
+        batches_end = names_end + BATCH_DTYPE.itemsize * batch_count
+        entries_end = batches_end + ENTRY_DTYPE.itemsize * entry_count
+        if entries_end != len(payload):
+            raise IntegrityError(f"{what} has an inconsistent layout")
+        packs = [payload[p : p + 32].hex() for p in range(position, names_end, 32)]
+        batches = np.frombuffer(payload, BATCH_DTYPE, batch_count, names_end)
+        entries = np.frombuffer(payload, ENTRY_DTYPE, entry_count, batches_end)
+        if batch_count and int(batches["pack"].max()) >= pack_count:
+            raise IntegrityError(f"{what} names a pack outside its table")
+        if entry_count and int(entries["batch"].max()) >= batch_count:
+            raise IntegrityError(f"{what} names a batch outside its table")
+        return cls(packs, batches, entries)
+
+
+@dataclass
+class RepositoryIndex:
+    """Every index object merged: packs and batches numbered globally, entries sorted by id.
+
+    ``entries["batch"]`` refers to rows of ``batches``; ``batches["pack"]`` to ``packs``.
+    ``sources[i]`` is the index object that described batch ``i``.
+    """
+
+    packs: list[str] = field(default_factory=list)
+    batches: np.ndarray = field(default_factory=lambda: np.empty(0, BATCH_DTYPE))
+    entries: np.ndarray = field(default_factory=lambda: np.empty(0, ENTRY_DTYPE))
+    batch_sources: list[str] = field(default_factory=list)
+
+    @classmethod
+    def merge(cls, objects: list[tuple[str, IndexObject]]) -> RepositoryIndex:
+        """Merge decoded index objects (name, content). Duplicate chunk ids keep one location."""
+        pack_numbers: dict[str, int] = {}
+        batch_parts = []
+        entry_parts = []
+        sources: list[str] = []
+        batch_base = 0
+        for name, obj in objects:
+            mapping = np.array([pack_numbers.setdefault(p, len(pack_numbers)) for p in obj.packs], dtype="<u4")
+            batches = obj.batches.copy()
+            if len(batches):
+                batches["pack"] = mapping[batches["pack"]]
+            entries = obj.entries.copy()
+            entries["batch"] += batch_base
+            batch_parts.append(batches)
+            entry_parts.append(entries)
+            sources.extend([name] * len(batches))
+            batch_base += len(batches)
+        batches = np.concatenate(batch_parts) if batch_parts else np.empty(0, BATCH_DTYPE)
+        entries = np.concatenate(entry_parts) if entry_parts else np.empty(0, ENTRY_DTYPE)
+        if len(entries):
+            _, first = np.unique(entries["id"], return_index=True)
+            entries = entries[first]  # sorted by id, one location per id
+        return cls(list(pack_numbers), batches, entries, sources)
+
+    def locate(self, ids: np.ndarray) -> np.ndarray:
+        """Row numbers in ``entries`` of each id in ``ids`` (an S16 array); -1 where an id is unknown."""
+        if len(self.entries) == 0:
+            return np.full(len(ids), -1, dtype=np.int64)
+        rows = np.searchsorted(self.entries["id"], ids)
+        clipped = np.minimum(rows, len(self.entries) - 1)
+        found = self.entries["id"][clipped] == ids
+        return np.where(found, clipped, -1).astype(np.int64)
+
+
+class KnownIds:
+    """The chunk ids the repository holds, for deduplication, in compact arrays.
+
+    ``ids``: sorted unique ids found in the index when the run began (fixed for the run).
+    ``added``: sorted ids this run stored, merged from ``pending`` (a dictionary of the
+    newest ones) every :data:`MERGE_AT` ids, so memory stays near 16 bytes an id.
+    :meth:`base_positions` gives, aligned with ``ids``, each id's position in a base
+    list (4 bytes an id), which is how a record stream finds its copy ranges.
+    """
+
+    MERGE_AT = 1 << 18
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids: np.ndarray = np.unique(ids.astype("S16")) if len(ids) else np.empty(0, "S16")
+        self.added: np.ndarray = np.empty(0, "S16")
+        self.pending: dict[bytes, None] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids) + len(self.added) + len(self.pending)
+
+    def merge_pending(self) -> None:
+        """Move the newest ids into the sorted ``added`` array."""
+        if not self.pending:
+            return
+        new = np.frombuffer(b"".join(self.pending), "S16")
+        self.added = np.union1d(self.added, new)
+        self.pending.clear()
+
+    def add(self, chunk_id: bytes) -> None:
+        """Record ``chunk_id`` as stored by this run."""
+        self.pending[chunk_id] = None
+        if len(self.pending) >= self.MERGE_AT:
+            self.merge_pending()
+
+    @staticmethod
+    def _rows(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(sorted_ids) == 0:
+            return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
+        rows = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+        return rows, sorted_ids[rows] == ids
+
+    def lookup(self, ids: np.ndarray, positions: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """For each of ``ids`` (S16): whether the repository (or this run, up to the last merge) holds it,
+        and its position in the base list described by ``positions`` (-1 when absent or no base)."""
+        rows, found = self._rows(self.ids, ids)
+        if positions is None or len(positions) == 0:
+            base = np.full(len(ids), -1, dtype=np.int64)
+        else:
+            base = np.where(found, positions[rows], -1).astype(np.int64)
+        if len(self.added):
+            found |= self._rows(self.added, ids)[1]
+        return found, base
+
+    def base_positions(self, base_ids: bytes) -> np.ndarray:
+        """Aligned with ``ids``: the position of each id in the list ``base_ids`` (-1 if absent)."""
+        positions = np.full(len(self.ids), -1, dtype=np.int32)
+        if not base_ids or len(self.ids) == 0:
+            return positions
+        listed = np.frombuffer(base_ids, "S16")
+        rows, found = self._rows(self.ids, listed)
+        order = np.arange(len(listed), dtype=np.int32)
+        positions[rows[found]] = order[found]
+        return positions
+
+    def __contains__(self, chunk_id: bytes) -> bool:
+        if chunk_id in self.pending:
+            return True
+        found, _ = self.lookup(np.frombuffer(chunk_id, "S16"), None)
+        return bool(found[0])

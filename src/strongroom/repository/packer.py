@@ -1,0 +1,223 @@
+"""Packing new chunks: batches (compressed, encrypted) into packs, then index objects.
+
+Chunks are appended to a *batch* until it holds :data:`BATCH_TARGET` bytes; the
+batch is compressed (zstd) and sealed with the run's data key; batches are
+appended to a *pack* until it holds :data:`PACK_TARGET` bytes; the pack is saved
+under the hash of its bytes. After every :data:`INDEX_EVERY_PACKS` packs, and at
+:meth:`PackWriter.flush`, an index object describing the saved packs is written.
+So the order in storage is always: data key, packs, then the index naming them.
+
+Compression, encryption and saving run on one worker thread, overlapping the
+caller's chunking and hashing (zstd and the AEAD release the GIL). At most
+:data:`MAX_QUEUED` batches wait for the worker, which bounds memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from strongroom.errors import StrongroomError
+from strongroom.repository.format import (
+    BATCH_DTYPE,
+    ENTRY_DTYPE,
+    INDEX_MAGIC,
+    batch_associated_data,
+    compress,
+    pack_header,
+    seal_metadata,
+)
+from strongroom.repository.index import IndexObject
+from strongroom.repository.keys import keyed_hasher, object_name, seal
+from strongroom.storage.backend import Backend, Handle, ObjectType
+
+BATCH_TARGET = 1 << 20
+PACK_TARGET = 16 << 20
+INDEX_EVERY_PACKS = 8
+MAX_QUEUED = 4
+
+
+@dataclass
+class PackStatistics:
+    """What a PackWriter stored: chunks and their plaintext bytes, stored bytes, objects saved."""
+
+    chunks: int = 0
+    plaintext_bytes: int = 0
+    stored_bytes: int = 0
+    packs: int = 0
+    index_objects: int = 0
+
+
+class PackWriter:
+    """Collects new chunks and stores them in packs; writes the index objects that describe them.
+
+    ``data_key`` is called once, before the first pack is saved, and returns
+    (key bytes, key object name): the caller saves the age-encrypted key first.
+    Raises StorageError (from saving) on :meth:`add` or :meth:`flush` when the worker failed.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        id_key: bytes,
+        metadata_key: bytes,
+        data_key: Callable[[], tuple[bytes, str]],
+    ) -> None:
+        self.backend = backend
+        self.id_key = id_key
+        self.metadata_key = metadata_key
+        self._data_key_factory = data_key
+        self._data_key: tuple[bytes, str] | None = None
+        self.statistics = PackStatistics()
+        self.index_names: list[str] = []
+        # the batch being filled (caller's thread)
+        self._batch = bytearray()
+        self._batch_ids = bytearray()
+        self._batch_offsets: list[int] = []
+        # the worker's state
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strongroom-pack")
+        self._slots = threading.BoundedSemaphore(MAX_QUEUED)
+        self._futures: list[Future[None]] = []
+        self._pack = bytearray()
+        self._pack_batches: list[tuple[int, int, bytes]] = []  # offset, length, batch id
+        self._pack_entries: list[tuple[bytes, list[int], int]] = []  # ids, offsets, plaintext length
+        self._saved_packs: list[str] = []
+        self._saved_batches: list[np.ndarray] = []
+        self._saved_entries: list[np.ndarray] = []
+        self._closed = False
+
+    def add(self, chunk_id: bytes, data: bytes | memoryview) -> None:
+        """Queue one new chunk. Raises what the worker raised, if it failed."""
+        if self._data_key is None:
+            self._data_key = self._data_key_factory()
+        self._batch_ids += chunk_id
+        self._batch_offsets.append(len(self._batch))
+        self._batch += data
+        self.statistics.chunks += 1
+        self.statistics.plaintext_bytes += len(data)
+        if len(self._batch) >= BATCH_TARGET:
+            self._submit_batch()
+
+    def _submit_batch(self) -> None:
+        if not self._batch_offsets:
+            return
+        batch, ids, offsets = bytes(self._batch), bytes(self._batch_ids), self._batch_offsets
+        self._batch = bytearray()
+        self._batch_ids = bytearray()
+        self._batch_offsets = []
+        self._raise_failures()
+        self._slots.acquire()
+        self._futures.append(self._executor.submit(self._seal_batch, batch, ids, offsets))
+
+    def _raise_failures(self) -> None:
+        remaining = []
+        for future in self._futures:
+            if future.done():
+                future.result()  # raises the worker's error here, in the caller's thread
+            else:
+                remaining.append(future)
+        self._futures = remaining
+
+    # --- worker thread ---
+
+    def _seal_batch(self, batch: bytes, ids: bytes, offsets: list[int]) -> None:
+        try:
+            assert self._data_key is not None
+            key, key_name = self._data_key
+            hasher = keyed_hasher(self.id_key, b"strongroom batch id")
+            hasher.update(ids)
+            batch_id = hasher.digest(16)
+            sealed = seal(key, compress(batch), batch_associated_data(key_name, batch_id))
+            if not self._pack:
+                self._pack += pack_header(key_name)
+            self._pack_batches.append((len(self._pack), len(sealed), batch_id))
+            self._pack_entries.append((ids, offsets, len(batch)))
+            self._pack += sealed
+            if len(self._pack) >= PACK_TARGET:
+                self._save_pack()
+        finally:
+            self._slots.release()
+
+    def _save_pack(self) -> None:
+        if not self._pack_batches:
+            return
+        stored = bytes(self._pack)
+        name = object_name(stored)
+        self.backend.save(Handle(ObjectType.DATA, name), stored)
+        self.statistics.stored_bytes += len(stored)
+        self.statistics.packs += 1
+        pack_number = len(self._saved_packs)
+        self._saved_packs.append(name)
+        batch_base = sum(len(b) for b in self._saved_batches)
+        batches = np.zeros(len(self._pack_batches), BATCH_DTYPE)
+        batches["pack"] = pack_number
+        batches["offset"] = [b[0] for b in self._pack_batches]
+        batches["length"] = [b[1] for b in self._pack_batches]
+        batches["batch_id"] = [np.void(b[2]) for b in self._pack_batches]
+        self._saved_batches.append(batches)
+        for number, (ids, offsets, plaintext_length) in enumerate(self._pack_entries):
+            entries = np.zeros(len(offsets), ENTRY_DTYPE)
+            entries["id"] = np.frombuffer(ids, "S16")
+            entries["batch"] = batch_base + number
+            starts = np.asarray(offsets, dtype=np.int64)
+            entries["offset"] = starts
+            entries["length"] = np.diff(np.append(starts, plaintext_length))
+            self._saved_entries.append(entries)
+        self._pack = bytearray()
+        self._pack_batches = []
+        self._pack_entries = []
+        if len(self._saved_packs) >= INDEX_EVERY_PACKS:
+            self._write_index()
+
+    def _write_index(self) -> None:
+        if not self._saved_packs:
+            return
+        content = IndexObject(
+            list(self._saved_packs),
+            np.concatenate(self._saved_batches),
+            np.concatenate(self._saved_entries),
+        )
+        stored = seal_metadata(INDEX_MAGIC, self.metadata_key, content.encode())
+        name = object_name(stored)
+        self.backend.save(Handle(ObjectType.INDEX, name), stored)
+        self.statistics.stored_bytes += len(stored)
+        self.statistics.index_objects += 1
+        self.index_names.append(name)
+        self._saved_packs = []
+        self._saved_batches = []
+        self._saved_entries = []
+
+    def _finish(self) -> None:
+        self._save_pack()
+        self._write_index()
+
+    # --- caller's thread ---
+
+    def flush(self) -> None:
+        """Seal the open batch, save the open pack and write the index; return when all is stored.
+
+        Raises StorageError (or another StrongroomError) when a save failed.
+        """
+        self._submit_batch()
+        self._futures.append(self._executor.submit(self._finish))
+        futures, self._futures = self._futures, []
+        for future in futures:
+            future.result()
+
+    def close(self) -> None:
+        """Stop the worker without saving what is still open (used on abort)."""
+        if not self._closed:
+            self._closed = True
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            for future in self._futures:
+                if future.done() and not future.cancelled():
+                    try:
+                        future.result()
+                    except StrongroomError:
+                        pass
+            self._futures = []

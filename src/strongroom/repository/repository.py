@@ -1,0 +1,907 @@
+"""The repository: open or create it, list and read snapshots, write new ones, restore.
+
+Public API (what the backup pipeline and the verbs call)::
+
+    repo = Repository.init(backend, recipients=[...], writer_key_path=Path(...))   # once
+    repo = Repository.open(backend, config.repository, writer_key=WriterKey.load(path))
+    with repo.begin_snapshot() as writer:          # takes the exclusive lock
+        stats = writer.add_record_stream("database.sql", dump_stdout, kind="mariadb-dump")
+        writer.add_file("etc/passbolt/gpg/serverkey.asc", path, mode=0o640, uid=33, gid=33, mtime=...)
+        info = writer.commit({"passbolt_version": "5.12.0", ...})
+    # leaving the block without commit() (an exception) aborts: nothing becomes visible
+
+    listing = repo.list_snapshots()               # verified headers, refused objects, chain gaps
+    snapshot = repo.load_snapshot("latest")       # header + body (writer key or identity needed)
+    repo.restore_component(snapshot, "database.sql", Path("out.sql"), identities=[...])
+
+A reader trusts only the writer fingerprint and recipients pinned in the local
+configuration (``RepositoryConfig``), never a key found in the storage. Write
+order: the run's data key, packs, index objects, id lists, then the signed snapshot.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import secrets
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+import blake3
+import numpy as np
+
+from strongroom.config.schema import RepositoryConfig
+from strongroom.errors import (
+    IdentityError,
+    IntegrityError,
+    ObjectNotFound,
+    RepositoryError,
+    StrongroomError,
+    UsageError,
+)
+from strongroom.repository import idlist
+from strongroom.repository.chunker import ContentChunker, record_blocks
+from strongroom.repository.format import (
+    CONFIG_MAGIC,
+    CONFIG_SIGNATURE_DOMAIN,
+    FORMAT_VERSION,
+    INDEX_MAGIC,
+    LIST_MAGIC,
+    canonical_json,
+    check_version,
+    open_metadata,
+    parse_json,
+    seal_metadata,
+    unframe,
+)
+from strongroom.repository.index import IndexObject, KnownIds, RepositoryIndex
+from strongroom.repository.keys import (
+    ID_SIZE,
+    SIGNATURE_SIZE,
+    Identity,
+    WriterKey,
+    b64decode,
+    b64encode,
+    decrypt_with_identities,
+    encrypt_to_recipients,
+    fingerprint,
+    keyed_hasher,
+    object_name,
+    verify_signature,
+)
+from strongroom.repository.lock import RepositoryLock
+from strongroom.repository.packer import PackStatistics, PackWriter
+from strongroom.repository.rowcount import RowCounter
+from strongroom.repository.snapshot import (
+    KIND_SNAPSHOT,
+    SnapshotHeader,
+    encode_snapshot,
+    open_body,
+    parse_snapshot,
+)
+from strongroom.storage.backend import Backend, Handle, ObjectType
+
+log = logging.getLogger(__name__)
+
+RECORD_KINDS = ("mariadb-dump", "postgresql-dump", "records")
+ONLY_WRITER_KEY = "this host holds only the writer key; restore needs a recipient identity"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def content_hasher(id_key: bytes) -> Any:
+    """The keyed hasher for whole-component content hashes (recorded in snapshots, checked on restore)."""
+    return keyed_hasher(id_key, b"strongroom content hash")
+
+
+def chunk_hash_key(id_key: bytes) -> bytes:
+    """The BLAKE3 key for chunk ids (derived from the id key)."""
+    return blake3.blake3(b"strongroom chunk id", key=id_key).digest()
+
+
+# --- results ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComponentStatistics:
+    """What storing one component did: its size and records, what was new, and the row counts."""
+
+    name: str
+    kind: str
+    size: int
+    chunks: int
+    new_chunks: int
+    new_bytes: int
+    row_counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A committed snapshot: its name (id), sequence, predecessor, time and totals."""
+
+    name: str
+    sequence: int
+    predecessor: str | None
+    time: str
+    components: tuple[ComponentStatistics, ...]
+    stored_bytes: int
+    seconds: float
+
+    @property
+    def short_id(self) -> str:
+        """The first 8 hex digits of the name."""
+        return self.name[:8]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A loaded snapshot: the verified header and the decrypted body."""
+
+    header: SnapshotHeader
+    body: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.header.name
+
+    @property
+    def components(self) -> list[dict[str, Any]]:
+        """The body's component records."""
+        return list(self.body.get("components", []))
+
+    def component(self, name: str) -> dict[str, Any]:
+        """The component called ``name``. Raises UsageError naming the ones that exist."""
+        for component in self.components:
+            if component["name"] == name:
+                return component
+        names = ", ".join(c["name"] for c in self.components) or "none"
+        raise UsageError(f"snapshot {self.header.short_id} has no component {name!r} (it has: {names})")
+
+
+@dataclass(frozen=True)
+class SnapshotProblem:
+    """Something wrong found while listing snapshots: a refused object or a gap in the chain."""
+
+    kind: str  # "refused", "gap", "fork"
+    object_name: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SnapshotListing:
+    """The verified snapshots in sequence order, and the problems found on the way."""
+
+    snapshots: tuple[SnapshotHeader, ...]
+    problems: tuple[SnapshotProblem, ...]
+
+
+@dataclass(frozen=True)
+class RestoredComponent:
+    """One component written out: where, its size, and whether its content hash matched."""
+
+    name: str
+    path: Path
+    size: int
+    seconds: float
+
+
+# --- the repository ---------------------------------------------------------------
+
+
+class Repository:
+    """A strongroom repository on a backend, seen through the pinned configuration."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        writer_fingerprint: str,
+        recipients: tuple[str, ...],
+        repository_id: str,
+        keys_object: str,
+        writer_key: WriterKey | None = None,
+        identities: list[Identity] | None = None,
+        lock_wait_seconds: float = 60.0,
+    ) -> None:
+        self.backend = backend
+        self.writer_fingerprint = writer_fingerprint
+        self.recipients = tuple(recipients)
+        self.repository_id = repository_id
+        self.keys_object = keys_object
+        self.writer_key = writer_key
+        self.identities = identities
+        self.lock_wait_seconds = lock_wait_seconds
+        self._repository_keys: tuple[bytes, bytes] | None = None
+        self._data_keys: dict[str, bytes] = {}
+
+    # --- creation and opening ---
+
+    @classmethod
+    def init(cls, backend: Backend, *, recipients: list[str]) -> tuple[Repository, WriterKey]:
+        """Create a repository on an empty ``backend``: the keys object and the signed config.
+
+        Returns the repository and the new writer key (the caller saves it, mode 0600).
+        Raises RepositoryError when the storage already holds a repository, IdentityError
+        for a bad recipient, StorageError.
+        """
+        if any(True for _ in backend.list(ObjectType.CONFIG)):
+            raise RepositoryError(
+                f"{backend.location} already holds a strongroom repository",
+                hint="use it as it is, or name an empty location",
+            )
+        repository_id = secrets.token_hex(16)
+        writer = WriterKey.generate(repository_id)
+        keys_plaintext = json.dumps(
+            {
+                "type": "strongroom-repository-keys",
+                "version": FORMAT_VERSION,
+                "repository": repository_id,
+                "id_key": b64encode(writer.id_key),
+                "metadata_key": b64encode(writer.metadata_key),
+            }
+        ).encode()
+        keys_stored = encrypt_to_recipients(keys_plaintext, recipients)
+        keys_name = object_name(keys_stored)
+        backend.save(Handle(ObjectType.KEYS, keys_name), keys_stored)
+        config_body = canonical_json(
+            {
+                "format": "strongroom-repository",
+                "version": FORMAT_VERSION,
+                "repository": repository_id,
+                "keys": keys_name,
+                "writer": writer.fingerprint,
+                "writer_public_key": b64encode(writer.public_key),
+                "created": _now(),
+            }
+        )
+        unsigned = CONFIG_MAGIC + bytes([FORMAT_VERSION]) + struct.pack("<I", len(config_body)) + config_body
+        stored = unsigned + writer.sign(CONFIG_SIGNATURE_DOMAIN + unsigned)
+        backend.save(Handle(ObjectType.CONFIG, object_name(stored)), stored)
+        repository = cls(
+            backend,
+            writer_fingerprint=writer.fingerprint,
+            recipients=tuple(recipients),
+            repository_id=repository_id,
+            keys_object=keys_name,
+            writer_key=writer,
+        )
+        return repository, writer
+
+    @classmethod
+    def open(
+        cls,
+        backend: Backend,
+        config: RepositoryConfig,
+        *,
+        writer_key: WriterKey | None = None,
+        identities: list[Identity] | None = None,
+    ) -> Repository:
+        """Open the repository on ``backend`` trusting only what ``config`` pins.
+
+        Raises RepositoryError when there is no repository, IntegrityError when its
+        config object is not signed by the pinned writer key, ConfigError when the
+        writer key does not match the pinned fingerprint.
+        """
+        from strongroom.errors import ConfigError
+
+        if writer_key is not None and writer_key.fingerprint != config.writer_fingerprint:
+            raise ConfigError(
+                "the writer key file does not match writer_fingerprint in the configuration",
+                hint="check [repository] writer_key and writer_fingerprint",
+            )
+        configs = [info.handle.name for info in backend.list(ObjectType.CONFIG)]
+        if not configs:
+            raise RepositoryError(
+                f"no strongroom repository at {backend.location}",
+                hint="check [repository] url, or run 'strongroom init'",
+            )
+        accepted: list[dict[str, Any]] = []
+        for name in configs:
+            try:
+                accepted.append(_parse_config_object(name, backend.load(Handle(ObjectType.CONFIG, name)), config.writer_fingerprint))
+            except IntegrityError as error:
+                log.warning("ignoring config/%s: %s", name[:12], error.message)
+        if not accepted:
+            raise IntegrityError(
+                f"the repository at {backend.location} has no config object signed by the pinned writer key",
+                hint="the repository was replaced or the configuration names the wrong writer fingerprint",
+            )
+        repository_config = accepted[0]
+        if writer_key is not None and writer_key.repository_id != repository_config["repository"]:
+            raise ConfigError("the writer key file belongs to another repository")
+        return cls(
+            backend,
+            writer_fingerprint=config.writer_fingerprint,
+            recipients=config.recipients,
+            repository_id=str(repository_config["repository"]),
+            keys_object=str(repository_config["keys"]),
+            writer_key=writer_key,
+            identities=identities,
+            lock_wait_seconds=config.lock_wait_seconds,
+        )
+
+    # --- keys ---
+
+    def _keys(self) -> tuple[bytes, bytes]:
+        """(id key, metadata key): from the writer key, else from the keys object with an identity.
+
+        Raises IdentityError when neither is available or the identity is not a recipient.
+        """
+        if self.writer_key is not None:
+            return self.writer_key.id_key, self.writer_key.metadata_key
+        if self._repository_keys is None:
+            if not self.identities:
+                raise IdentityError(
+                    "reading snapshot contents needs the writer key or a recipient identity",
+                    hint="run on the backup host, or give --identity FILE",
+                )
+            stored = self._load(Handle(ObjectType.KEYS, self.keys_object))
+            data = parse_json(decrypt_with_identities(stored, self.identities, "the repository keys"), "the repository keys")
+            if data.get("type") != "strongroom-repository-keys" or data.get("repository") != self.repository_id:
+                raise IntegrityError("the repository keys object belongs to another repository")
+            self._repository_keys = (
+                b64decode(data["id_key"], "the id key"),
+                b64decode(data["metadata_key"], "the metadata key"),
+            )
+        return self._repository_keys
+
+    @property
+    def id_key(self) -> bytes:
+        return self._keys()[0]
+
+    @property
+    def metadata_key(self) -> bytes:
+        return self._keys()[1]
+
+    def data_key(self, name: str, identities: list[Identity] | None = None) -> bytes:
+        """The data key in ``keys/<name>``, opened with an identity. Raises IdentityError, IntegrityError."""
+        if name in self._data_keys:
+            return self._data_keys[name]
+        identities = identities or self.identities
+        if not identities:
+            raise IdentityError(ONLY_WRITER_KEY, hint="give --identity FILE: an age identity, an SSH key, or the passphrase identity made by init")
+        stored = self._load(Handle(ObjectType.KEYS, name))
+        data = parse_json(decrypt_with_identities(stored, identities, f"data key {name[:12]}"), f"data key {name[:12]}")
+        if data.get("type") != "strongroom-data-key":
+            raise IntegrityError(f"keys/{name[:12]} is not a data key")
+        key = b64decode(data["key"], "a data key")
+        self._data_keys[name] = key
+        return key
+
+    def _load(self, handle: Handle) -> bytes:
+        """Load an object and check its name is the hash of its bytes. Raises IntegrityError, StorageError."""
+        stored = self.backend.load(handle)
+        if handle.type is not ObjectType.LOCKS and object_name(stored) != handle.name:
+            raise IntegrityError(f"{handle.type.value}/{handle.name[:12]} does not match its hash: it is damaged")
+        return stored
+
+    # --- snapshots ---
+
+    def list_snapshots(self) -> SnapshotListing:
+        """Every snapshot signed by the pinned writer key, by sequence, with refused objects and gaps.
+
+        Raises StorageError.
+        """
+        valid: dict[str, SnapshotHeader] = {}
+        problems: list[SnapshotProblem] = []
+        for info in self.backend.list(ObjectType.SNAPSHOTS):
+            name = info.handle.name
+            try:
+                stored = self._load(info.handle)
+                header = parse_snapshot(name, stored, self.writer_fingerprint).header
+            except (IntegrityError, RepositoryError) as error:
+                problems.append(SnapshotProblem("refused", name, error.message))
+                continue
+            except ObjectNotFound:
+                continue
+            if header.repository != self.repository_id:
+                problems.append(SnapshotProblem("refused", name, f"snapshot {name[:8]} belongs to another repository"))
+                continue
+            valid[name] = header
+        problems.extend(chain_problems(list(valid.values())))
+        ordered = sorted(valid.values(), key=lambda h: (h.sequence, h.time, h.name))
+        return SnapshotListing(tuple(h for h in ordered if h.kind == KIND_SNAPSHOT), tuple(problems))
+
+    def resolve(self, reference: str, listing: SnapshotListing | None = None) -> SnapshotHeader:
+        """The header of ``reference``: ``latest`` or a unique prefix of a snapshot name.
+
+        Raises UsageError when nothing or several match, RepositoryError when there is none.
+        """
+        listing = listing or self.list_snapshots()
+        if not listing.snapshots:
+            raise RepositoryError("the repository holds no snapshot", hint="run 'strongroom backup' first")
+        if reference == "latest":
+            return listing.snapshots[-1]
+        matches = [h for h in listing.snapshots if h.name.startswith(reference.lower())]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            refused = [p for p in listing.problems if p.object_name.startswith(reference.lower())]
+            if refused:
+                raise IntegrityError(refused[0].message)
+            raise UsageError(f"no snapshot {reference!r}", hint="'strongroom snapshots' lists them")
+        raise UsageError(f"{reference!r} matches {len(matches)} snapshots: give more digits")
+
+    def load_snapshot(self, reference: str, identities: list[Identity] | None = None) -> Snapshot:
+        """Load and authenticate the snapshot ``reference`` (``latest`` or a name prefix) and open its body.
+
+        Raises UsageError, IntegrityError, IdentityError (no key to open the body), StorageError.
+        """
+        if identities:
+            self.identities = identities
+        header = self.resolve(reference)
+        return self.load_snapshot_by_name(header.name)
+
+    def load_snapshot_by_name(self, name: str) -> Snapshot:
+        """Load snapshot ``snapshots/<name>`` and open its body. Raises IntegrityError, IdentityError."""
+        parsed = parse_snapshot(name, self._load(Handle(ObjectType.SNAPSHOTS, name)), self.writer_fingerprint)
+        return Snapshot(parsed.header, open_body(parsed, self.metadata_key))
+
+    # --- metadata objects ---
+
+    def load_list(self, name: str) -> idlist.IdList:
+        """Decode list object ``lists/<name>``. Raises IntegrityError, StorageError."""
+        stored = self._load(Handle(ObjectType.LISTS, name))
+        return idlist.decode(open_metadata(LIST_MAGIC, self.metadata_key, stored, f"id list {name[:12]}"), f"id list {name[:12]}")
+
+    def component_ids(self, component: dict[str, Any]) -> bytes:
+        """The ordered chunk ids of a component (concatenated 16-byte ids). Raises IntegrityError."""
+        if "list" in component:
+            return idlist.materialize(component["list"], self.load_list)
+        return b"".join(bytes.fromhex(chunk) for chunk in component.get("chunks", []))
+
+    def load_index_objects(self, *, skip_damaged: bool = False) -> tuple[list[tuple[str, IndexObject]], list[tuple[str, str]]]:
+        """Every index object decoded, and (name, problem) for those that could not be read.
+
+        Without ``skip_damaged`` the first problem raises IntegrityError.
+        """
+        objects: list[tuple[str, IndexObject]] = []
+        damaged: list[tuple[str, str]] = []
+        for info in self.backend.list(ObjectType.INDEX):
+            name = info.handle.name
+            try:
+                stored = self._load(info.handle)
+                payload = open_metadata(INDEX_MAGIC, self.metadata_key, stored, f"index {name[:12]}")
+                objects.append((name, IndexObject.decode(payload, f"index {name[:12]}")))
+            except (IntegrityError, ObjectNotFound) as error:
+                if not skip_damaged:
+                    raise
+                damaged.append((name, str(error.message)))
+        return objects, damaged
+
+    def load_index(self) -> RepositoryIndex:
+        """The merged index of the whole repository. Raises IntegrityError, StorageError."""
+        objects, _ = self.load_index_objects()
+        return RepositoryIndex.merge(objects)
+
+    # --- writing ---
+
+    def begin_snapshot(self, *, lock_wait_seconds: float | None = None) -> SnapshotWriter:
+        """Take the exclusive lock and start a snapshot. Use the result as a context manager.
+
+        Raises UsageError without a writer key, LockedError when another run holds
+        the lock past the wait, StorageError, IntegrityError.
+        """
+        if self.writer_key is None:
+            raise UsageError("writing a snapshot needs the writer key", hint="check [repository] writer_key")
+        lock = RepositoryLock(
+            self.backend, wait_seconds=self.lock_wait_seconds if lock_wait_seconds is None else lock_wait_seconds
+        )
+        lock.acquire()
+        try:
+            return SnapshotWriter(self, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    def new_data_key(self) -> tuple[bytes, str]:
+        """Draw a run's data key, save it age-encrypted to the pinned recipients; return (key, object name)."""
+        key = os.urandom(32)
+        plaintext = json.dumps(
+            {"type": "strongroom-data-key", "version": FORMAT_VERSION, "repository": self.repository_id,
+             "key": b64encode(key), "created": _now()}
+        ).encode()
+        stored = encrypt_to_recipients(plaintext, list(self.recipients))
+        name = object_name(stored)
+        self.backend.save(Handle(ObjectType.KEYS, name), stored)
+        return key, name
+
+    # --- restoring ---
+
+    def restore_component(
+        self,
+        snapshot: Snapshot,
+        component_name: str,
+        target: Path,
+        *,
+        identities: list[Identity] | None = None,
+        index: RepositoryIndex | None = None,
+    ) -> RestoredComponent:
+        """Write component ``component_name`` of ``snapshot`` to the file ``target`` (created, mode 0600).
+
+        Every pack batch is read and decrypted once; records are written at computed
+        offsets. The result's keyed content hash is checked against the snapshot.
+        Raises IdentityError (only the writer key, or a wrong identity), IntegrityError
+        (damaged or missing data), StorageError, UsageError (no such component).
+        """
+        from strongroom.repository.restore import write_component
+
+        if identities:
+            self.identities = identities
+        if not self.identities:
+            raise IdentityError(ONLY_WRITER_KEY, hint="give --identity FILE: an age identity, an SSH key, or the passphrase identity made by init")
+        component = snapshot.component(component_name)
+        started = time.monotonic()
+        ids = self.component_ids(component)
+        index = index or self.load_index()
+        size = write_component(self, index, ids, target, what=f"{component_name} of snapshot {snapshot.header.short_id}")
+        if size != int(component["size"]):
+            raise IntegrityError(f"{component_name} restored to {size} bytes, the snapshot says {component['size']}")
+        hasher = content_hasher(self.id_key)
+        with open(target, "rb") as stream:
+            while block := stream.read(8 << 20):
+                hasher.update(block)
+        if hasher.hexdigest() != component["content_hash"]:
+            raise IntegrityError(f"{component_name} of snapshot {snapshot.header.short_id} restored with the wrong content hash")
+        return RestoredComponent(component_name, target, size, time.monotonic() - started)
+
+
+def _parse_config_object(name: str, stored: bytes, pinned: str) -> dict[str, Any]:
+    """The verified content of a config object. Raises IntegrityError, RepositoryError."""
+    what = f"config/{name[:12]}"
+    if object_name(stored) != name:
+        raise IntegrityError(f"{what} does not match its hash: it is damaged")
+    if len(stored) < 9 + SIGNATURE_SIZE or stored[:4] != CONFIG_MAGIC:
+        raise IntegrityError(f"{what} is not a repository config")
+    check_version(stored[4], what)
+    (body,), consumed = unframe(memoryview(stored)[5 : len(stored) - SIGNATURE_SIZE], 1, what)
+    data = parse_json(body, what)
+    public_key = b64decode(str(data.get("writer_public_key", "")), what)
+    if fingerprint(public_key) != pinned:
+        raise IntegrityError(f"{what} is signed by a writer key that is not the pinned one")
+    verify_signature(
+        public_key, stored[len(stored) - SIGNATURE_SIZE :], CONFIG_SIGNATURE_DOMAIN + stored[: len(stored) - SIGNATURE_SIZE], what
+    )
+    return dict(data)
+
+
+def chain_problems(headers: list[SnapshotHeader]) -> list[SnapshotProblem]:
+    """Gaps (a predecessor missing and not removed on purpose) and forks (two successors of one snapshot)."""
+    names = {h.name for h in headers}
+    removed = {name for h in headers for name in h.removed}
+    problems = []
+    successors: dict[str | None, list[SnapshotHeader]] = {}
+    for header in headers:
+        successors.setdefault(header.predecessor, []).append(header)
+        if header.predecessor and header.predecessor not in names and header.predecessor not in removed:
+            problems.append(
+                SnapshotProblem(
+                    "gap",
+                    header.name,
+                    f"snapshot {header.short_id} (sequence {header.sequence}) names predecessor "
+                    f"{header.predecessor[:8]}, which is missing: a snapshot was deleted or rolled back",
+                )
+            )
+    for predecessor, following in successors.items():
+        if len(following) > 1:
+            listed = ", ".join(h.short_id for h in following)
+            problems.append(SnapshotProblem("fork", following[0].name, f"snapshots {listed} all follow {str(predecessor)[:8]}"))
+    return problems
+
+
+# --- writing a snapshot -----------------------------------------------------------
+
+
+class SnapshotWriter:
+    """One backup run: add components, then commit (or abort). Holds the repository lock until then.
+
+    Nothing becomes visible until :meth:`commit` saves the signed snapshot; an
+    aborted or killed run leaves only unreferenced packs that prune reclaims.
+    """
+
+    def __init__(self, repository: Repository, lock: RepositoryLock) -> None:
+        assert repository.writer_key is not None
+        self.repository = repository
+        self.writer_key = repository.writer_key
+        self.lock = lock
+        self.started = time.monotonic()
+        self.components: list[dict[str, Any]] = []
+        self.statistics: list[ComponentStatistics] = []
+        self.data_keys: list[str] = []
+        self._finished = False
+        listing = repository.list_snapshots()
+        self.predecessor: SnapshotHeader | None = listing.snapshots[-1] if listing.snapshots else None
+        self._previous: dict[str, dict[str, Any]] = {}
+        if self.predecessor is not None:
+            previous = repository.load_snapshot_by_name(self.predecessor.name)
+            self._previous = {c["name"]: c for c in previous.components}
+        objects, damaged = repository.load_index_objects(skip_damaged=True)
+        for name, problem in damaged:
+            log.warning("ignoring damaged index object %s: %s", name[:12], problem)
+        self.known = KnownIds(np.concatenate([obj.entries["id"] for _, obj in objects]) if objects else np.empty(0, "S16"))
+        del objects
+        self._chunk_key = chunk_hash_key(self.writer_key.id_key)
+        self.packer = PackWriter(
+            repository.backend,
+            id_key=self.writer_key.id_key,
+            metadata_key=self.writer_key.metadata_key,
+            data_key=self._new_data_key,
+        )
+
+    def _new_data_key(self) -> tuple[bytes, str]:
+        key, name = self.repository.new_data_key()
+        self.data_keys.append(name)
+        return key, name
+
+    def _check_name(self, name: str) -> None:
+        if not name or name.startswith("/") or ".." in Path(name).parts or "\0" in name:
+            raise UsageError(f"invalid component name {name!r}: use a relative path without '..'")
+        if any(c["name"] == name for c in self.components):
+            raise UsageError(f"the component {name!r} was already added to this snapshot")
+        if self._finished:
+            raise UsageError("this snapshot is already committed or aborted")
+
+    def _store_new(self, chunk_id: bytes, data: bytes) -> int:
+        """Store a chunk the repository lacks; return the bytes added (0 when it was known)."""
+        if chunk_id in self.known.pending:
+            return 0
+        self.packer.add(chunk_id, data)
+        self.known.add(chunk_id)
+        return len(data)
+
+    def add_record_stream(self, name: str, stream: BinaryIO, kind: str = "mariadb-dump") -> ComponentStatistics:
+        """Store a dump read from ``stream`` (one row per line) as component ``name``.
+
+        Each line is a record (longer lines are cut); only records the repository
+        lacks are stored; the ordered id list is stored as a delta against the
+        previous snapshot's list of the same name. Returns the component's statistics.
+        Raises UsageError (bad name or kind), StorageError, and whatever reading ``stream`` raises.
+        """
+        self._check_name(name)
+        if kind not in RECORD_KINDS:
+            raise UsageError(f"unknown record stream kind {kind!r} (known: {', '.join(RECORD_KINDS)})")
+        started = time.monotonic()
+        base_name, base_depth, positions = self._base_for(name)
+        hasher = content_hasher(self.writer_key.id_key)
+        counter = RowCounter(kind)
+        chunk_key = self._chunk_key
+        new_hash = blake3.blake3
+        operations: list[int] = []
+        literals = bytearray()
+        run_start = -1  # start of the current copy run in the base list, -1: none
+        run_length = 0
+        literal_run = 0
+        expected = -2
+        size = chunks = new_chunks = new_bytes = 0
+        for records, raw in record_blocks(stream):
+            hasher.update(raw)
+            counter.feed(raw)
+            size += len(raw)
+            ids = [new_hash(record, key=chunk_key).digest(16) for record in records]
+            chunks += len(ids)
+            found, base = self.known.lookup(np.frombuffer(b"".join(ids), "S16"), positions)
+            found_list = found.tolist()
+            for k, position in enumerate(base.tolist()):
+                if position >= 0:
+                    if position == expected:
+                        run_length += 1
+                        expected += 1
+                        continue
+                    if literal_run:
+                        operations += (idlist.LITERAL, literal_run)
+                        literal_run = 0
+                    if run_length:
+                        operations += (run_start, run_length)
+                    run_start, run_length, expected = position, 1, position + 1
+                    continue
+                if run_length:
+                    operations += (run_start, run_length)
+                    run_length, expected = 0, -2
+                chunk_id = ids[k]
+                literals += chunk_id
+                literal_run += 1
+                if not found_list[k] and chunk_id not in self.known.pending:
+                    self.packer.add(chunk_id, records[k])
+                    self.known.add(chunk_id)
+                    new_chunks += 1
+                    new_bytes += len(records[k])
+        if run_length:
+            operations += (run_start, run_length)
+        if literal_run:
+            operations += (idlist.LITERAL, literal_run)
+        del positions
+        depth = base_depth + 1 if base_name else 0
+        payload = idlist.encode(base_name, depth, chunks, operations, literals)
+        del literals
+        stored = seal_metadata(LIST_MAGIC, self.writer_key.metadata_key, payload)
+        list_name = object_name(stored)
+        self.repository.backend.save(Handle(ObjectType.LISTS, list_name), stored)
+        statistics = ComponentStatistics(
+            name, kind, size, chunks, new_chunks, new_bytes, counter.result(), time.monotonic() - started
+        )
+        self.components.append(
+            {
+                "name": name,
+                "kind": kind,
+                "size": size,
+                "chunks": chunks,
+                "list": list_name,
+                "list_depth": depth,
+                "content_hash": hasher.hexdigest(),
+                "row_counts": counter.result(),
+                "new_chunks": new_chunks,
+                "new_bytes": new_bytes,
+            }
+        )
+        self.statistics.append(statistics)
+        return statistics
+
+    def _base_for(self, name: str) -> tuple[str | None, int, np.ndarray | None]:
+        """The previous list of component ``name`` to delta against: (list name, depth, positions)."""
+        previous = self._previous.get(name)
+        if previous is None or "list" not in previous or int(previous.get("list_depth", 0)) >= idlist.MAX_DEPTH:
+            return None, -1, None
+        try:
+            base_ids = idlist.materialize(previous["list"], self.repository.load_list)
+        except (IntegrityError, ObjectNotFound) as error:
+            log.warning("the previous id list of %s is unreadable (%s): storing a full list", name, error)
+            return None, -1, None
+        return previous["list"], int(previous.get("list_depth", 0)), self.known.base_positions(base_ids)
+
+    def add_file(
+        self,
+        name: str,
+        data_or_path: bytes | Path | str | BinaryIO,
+        *,
+        mode: int = 0o600,
+        uid: int = 0,
+        gid: int = 0,
+        mtime: float = 0.0,
+    ) -> ComponentStatistics:
+        """Store a file (bytes, a path, or a binary stream) as component ``name`` with its metadata.
+
+        Content-defined chunks; only chunks the repository lacks are stored.
+        Returns the component's statistics. Raises UsageError, SourceError (unreadable path), StorageError.
+        """
+        from strongroom.errors import SourceError
+
+        self._check_name(name)
+        started = time.monotonic()
+        hasher = content_hasher(self.writer_key.id_key)
+        chunker = ContentChunker(self.writer_key.id_key)
+        chunk_ids: list[str] = []
+        size = new_chunks = new_bytes = 0
+
+        def consume(stream: BinaryIO) -> None:
+            nonlocal size, new_chunks, new_bytes
+            for chunk in chunker.chunks(stream):
+                hasher.update(chunk)
+                size += len(chunk)
+                chunk_id = blake3.blake3(chunk, key=self._chunk_key).digest(16)
+                chunk_ids.append(chunk_id.hex())
+                if chunk_id not in self.known:
+                    new_chunks += 1
+                    new_bytes += self._store_new(chunk_id, chunk)
+
+        if isinstance(data_or_path, (bytes, bytearray, memoryview)):
+            consume(io.BytesIO(bytes(data_or_path)))
+        elif isinstance(data_or_path, (str, Path)):
+            try:
+                with open(data_or_path, "rb") as stream:
+                    consume(stream)
+            except OSError as error:
+                raise SourceError(f"cannot read {data_or_path}: {error.strerror}") from None
+        else:
+            consume(data_or_path)
+        statistics = ComponentStatistics(name, "file", size, len(chunk_ids), new_chunks, new_bytes, {}, time.monotonic() - started)
+        self.components.append(
+            {
+                "name": name,
+                "kind": "file",
+                "size": size,
+                "chunks": chunk_ids,
+                "content_hash": hasher.hexdigest(),
+                "mode": mode & 0o7777,
+                "uid": uid,
+                "gid": gid,
+                "mtime": mtime,
+                "new_chunks": new_chunks,
+                "new_bytes": new_bytes,
+            }
+        )
+        self.statistics.append(statistics)
+        return statistics
+
+    def commit(self, manifest: dict[str, Any] | None = None) -> SnapshotInfo:
+        """Store everything still open, then the signed snapshot; release the lock.
+
+        Returns the new snapshot's info. Raises StorageError (nothing becomes visible
+        unless the snapshot object itself was saved), UsageError when already finished.
+        """
+        if self._finished:
+            raise UsageError("this snapshot is already committed or aborted")
+        try:
+            self.packer.flush()
+            self.packer.close()
+            predecessor = self.predecessor
+            header = {
+                "kind": KIND_SNAPSHOT,
+                "repository": self.repository.repository_id,
+                "sequence": (predecessor.sequence + 1) if predecessor else 1,
+                "predecessor": predecessor.name if predecessor else None,
+                "time": _now(),
+                "keys": self.repository.keys_object,
+            }
+            body = {
+                "host": socket.gethostname(),
+                "manifest": manifest or {},
+                "components": self.components,
+                "data_keys": self.data_keys,
+                "index": self.packer.index_names,
+                "statistics": {
+                    "stored_bytes": self.packer.statistics.stored_bytes,
+                    "new_chunks": self.packer.statistics.chunks,
+                    "new_plaintext_bytes": self.packer.statistics.plaintext_bytes,
+                    "packs": self.packer.statistics.packs,
+                    "seconds": round(time.monotonic() - self.started, 3),
+                },
+            }
+            stored = encode_snapshot(self.writer_key, header, body)
+            name = object_name(stored)
+            self.repository.backend.save(Handle(ObjectType.SNAPSHOTS, name), stored)
+            self._finished = True
+            return SnapshotInfo(
+                name,
+                int(header["sequence"]),
+                header["predecessor"],
+                str(header["time"]),
+                tuple(self.statistics),
+                self.packer.statistics.stored_bytes + len(stored),
+                time.monotonic() - self.started,
+            )
+        finally:
+            if not self._finished:
+                self.abort()
+            else:
+                self.lock.release()
+
+    def abort(self) -> None:
+        """Give up: stop the worker, release the lock. Saved packs stay, unreferenced, for prune."""
+        if not self._finished:
+            self._finished = True
+            self.packer.close()
+            self.lock.release()
+
+    @property
+    def pack_statistics(self) -> PackStatistics:
+        """What the run has stored so far."""
+        return self.packer.statistics
+
+    def __enter__(self) -> SnapshotWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.abort()
+
+
+def iter_snapshot_names(listing: SnapshotListing) -> Iterator[str]:
+    """The names of the listed snapshots, oldest first."""
+    for header in listing.snapshots:
+        yield header.name
+
+
+_ = (ID_SIZE, StrongroomError)
