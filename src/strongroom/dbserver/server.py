@@ -257,6 +257,8 @@ class ThrowawayServer:
         self.target = DatabaseTarget(engine=engine)
         self.process: Running | None = None
         self.owner_pid = os.getpid()
+        # Seconds spent in each start-up step ("initialise", "ready"), for reports.
+        self.timings: dict[str, float] = {}
         self._watchdog: Running | None = watchdog
         self._stopped = False
         self._lock = threading.Lock()
@@ -548,11 +550,14 @@ def start_server(
     try:
         password = secrets.token_urlsafe(24)
         register_secret(password)
+        step = time.monotonic()
         if engine == "mariadb":
             _initialise_mariadb(server, password, deadline)
         else:
             _initialise_postgresql(server, password, deadline)
-        for attempt in range(PORT_ATTEMPTS):
+        server.timings["initialise"] = time.monotonic() - step
+        step = time.monotonic()
+        for _attempt in range(PORT_ATTEMPTS):
             port = _free_port()
             if _launch(server, port, password, deadline):
                 break
@@ -563,6 +568,7 @@ def start_server(
                 program=Path(programs.server).name,
                 stderr_tail=server.log_tail(),
             )
+        server.timings["ready"] = time.monotonic() - step
     except BaseException:
         server.stop(timeout=5)
         raise
