@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from strongroom.cli.commands import discover
+from strongroom.cli.commands import discover, sandbox
 
-COMMANDS: tuple[ModuleType, ...] = (discover,)
+COMMANDS: tuple[ModuleType, ...] = (discover, sandbox)
