@@ -13,9 +13,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 
-@functools.lru_cache(maxsize=None)
 def server_key(name: str = "server", validity_seconds: int | None = None) -> tuple[str, str, str]:
     """(fingerprint, armored public, armored private) of a fresh RFC 4880 key, cached per name."""
+    return _server_key(name, validity_seconds)
+
+
+@functools.lru_cache(maxsize=None)
+def _server_key(name: str, validity_seconds: int | None) -> tuple[str, str, str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         tsk = pysequoia.Tsk.generate(
