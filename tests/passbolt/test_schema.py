@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-from strongroom import execute
+from strongroom.dbserver import ThrowawayServer
 from strongroom.passbolt import schema
 from strongroom.passbolt.schema import (
     PHINXLOG_512,
@@ -29,154 +19,6 @@ from strongroom.passbolt.schema import (
     migration_level,
     tables_at,
 )
-
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _missing(program: str) -> None:
-    """A missing server binary fails under CI and skips (with the reason) elsewhere."""
-    message = f"{program} is not installed"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _wait_for(path: Path, process: execute.Running, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.process.poll() is not None:
-            raise RuntimeError(f"{what} exited early:\n{process.stderr_text()}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start in {timeout} s:\n{process.stderr_text()}")
-        time.sleep(0.05)
-
-
-class _MariaDB:
-    """A throwaway MariaDB server on a unix socket, root without password."""
-
-    def __init__(self, directory: Path) -> None:
-        self.socket = directory / "mariadb.sock"
-        data = directory / "data"
-        execute.run(
-            [
-                "mariadb-install-db",
-                "--no-defaults",
-                f"--datadir={data}",
-                "--user=root",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ],
-            timeout=120,
-        )
-        self.process = execute.start(
-            [
-                "mariadbd",
-                "--no-defaults",
-                f"--datadir={data}",
-                f"--socket={self.socket}",
-                f"--pid-file={directory / 'mariadb.pid'}",
-                "--skip-networking",
-                "--user=root",
-                "--innodb-buffer-pool-size=64M",
-                "--innodb-log-file-size=16M",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        _wait_for(self.socket, self.process, "mariadbd")
-
-    def connect(self, database: str | None = None) -> Any:
-        import pymysql
-
-        return pymysql.connect(unix_socket=str(self.socket), user="root", database=database, charset="utf8mb4")
-
-    def create_database(self, name: str) -> None:
-        connection = self.connect()
-        with connection.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-        connection.close()
-
-    def stop(self) -> None:
-        self.process.terminate(grace=20)
-
-
-class _PostgreSQL:
-    """A throwaway PostgreSQL server on a unix socket, run as the postgres account."""
-
-    def __init__(self) -> None:
-        # Its own directory directly under the system temporary directory: the
-        # postgres account must reach it, and pytest's per-user folders are private.
-        directory = Path(tempfile.mkdtemp(prefix="strongroom-test-pg-"))
-        self.directory = directory
-        self.socket_directory = directory
-        data = directory / "data"
-        shutil.chown(directory, "postgres")
-        execute.run(
-            [POSTGRES_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
-            user="postgres",
-            timeout=120,
-        )
-        self.process = execute.start(
-            [
-                POSTGRES_BIN / "postgres",
-                "-D",
-                data,
-                "-k",
-                directory,
-                "-c",
-                "listen_addresses=",
-                "-c",
-                "fsync=off",
-            ],
-            user="postgres",
-            stdout=subprocess.DEVNULL,
-        )
-        _wait_for(directory / ".s.PGSQL.5432", self.process, "postgres")
-
-    def connect(self, database: str | None = None) -> Any:
-        import psycopg
-
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                return psycopg.connect(
-                    host=str(self.socket_directory), user="postgres", dbname=database or "postgres"
-                )
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    def create_database(self, name: str) -> None:
-        connection = self.connect()
-        connection.autocommit = True
-        connection.execute(f'CREATE DATABASE "{name}"')
-        connection.close()
-
-    def stop(self) -> None:
-        # SIGINT is PostgreSQL's fast shutdown: it does not wait for clients to leave.
-        if self.process.process.poll() is None:
-            self.process.process.send_signal(signal.SIGINT)
-        self.process.terminate(grace=20)
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_MariaDB]:
-    if shutil.which("mariadbd") is None:
-        _missing("mariadbd (mariadb-server)")
-    server = _MariaDB(tmp_path_factory.mktemp("mariadb"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def postgresql() -> Iterator[_PostgreSQL]:
-    if not (POSTGRES_BIN / "postgres").exists():
-        _missing("postgres (postgresql)")
-    server = _PostgreSQL()
-    yield server
-    server.stop()
-
 
 # --------------------------------------------------------------------------- the definition
 
@@ -292,9 +134,9 @@ def test_migration_level_older_and_gaps() -> None:
 # --------------------------------------------------------------------------- real servers
 
 
-def test_mariadb_create_describe_compare(mariadb: _MariaDB) -> None:
-    mariadb.create_database("passbolt_schema")
-    connection = mariadb.connect("passbolt_schema")
+def test_mariadb_create_describe_compare(mariadb_server: ThrowawayServer) -> None:
+    mariadb_server.create_database("passbolt_schema")
+    connection = mariadb_server.connect("passbolt_schema")
     try:
         create_tables(connection, "mariadb")
         expected = expected_schema("mariadb")
@@ -329,9 +171,9 @@ def test_mariadb_create_describe_compare(mariadb: _MariaDB) -> None:
         connection.close()
 
 
-def test_mariadb_legacy_nullability(mariadb: _MariaDB) -> None:
-    mariadb.create_database("passbolt_legacy")
-    connection = mariadb.connect("passbolt_legacy")
+def test_mariadb_legacy_nullability(mariadb_server: ThrowawayServer) -> None:
+    mariadb_server.create_database("passbolt_legacy")
+    connection = mariadb_server.connect("passbolt_legacy")
     try:
         create_tables(connection, "mariadb")
         with connection.cursor() as cursor:
@@ -347,9 +189,9 @@ def test_mariadb_legacy_nullability(mariadb: _MariaDB) -> None:
         connection.close()
 
 
-def test_postgresql_create_describe_compare(postgresql: _PostgreSQL) -> None:
-    postgresql.create_database("passbolt_schema")
-    connection = postgresql.connect("passbolt_schema")
+def test_postgresql_create_describe_compare(postgresql_server: ThrowawayServer) -> None:
+    postgresql_server.create_database("passbolt_schema")
+    connection = postgresql_server.connect("passbolt_schema")
     try:
         create_tables(connection, "postgresql")
         expected = expected_schema("postgresql")
