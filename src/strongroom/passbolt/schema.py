@@ -418,7 +418,7 @@ def _describe_postgresql(connection: Any, schema_name: str) -> Schema:
         )
         column_rows = list(cursor.fetchall())
         cursor.execute(
-            "SELECT i.indrelid, ic.relname, i.indisunique, i.indisprimary, i.indnatts,"
+            "SELECT i.indrelid, ic.relname, i.indisunique, i.indisprimary, i.indnkeyatts,"
             " i.indexrelid, pg_catalog.pg_get_expr(i.indpred, i.indrelid)"
             " FROM pg_catalog.pg_index i"
             " JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid"
@@ -428,14 +428,20 @@ def _describe_postgresql(connection: Any, schema_name: str) -> Schema:
             (schema_name,),
         )
         index_rows = list(cursor.fetchall())
+        # Each key column (or expression) of each index, in index order.
+        cursor.execute(
+            "SELECT i.indexrelid, k.position, pg_catalog.pg_get_indexdef(i.indexrelid, k.position::int, true)"
+            " FROM pg_catalog.pg_index i"
+            " JOIN pg_catalog.pg_class c ON c.oid = i.indrelid"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " CROSS JOIN LATERAL generate_series(1, i.indnkeyatts) AS k(position)"
+            " WHERE n.nspname = %s ORDER BY i.indexrelid, k.position",
+            (schema_name,),
+        )
         index_columns: dict[int, tuple[str, ...]] = {}
-        for _, _, _, _, natts, index_oid, _ in index_rows:
-            parts = []
-            for position in range(1, int(natts) + 1):
-                cursor.execute("SELECT pg_catalog.pg_get_indexdef(%s, %s, true)", (index_oid, position))
-                row = cursor.fetchone()
-                parts.append(str(row[0]).strip('"'))
-            index_columns[int(index_oid)] = tuple(parts)
+        for index_oid, _, definition in cursor.fetchall():
+            key = int(index_oid)
+            index_columns[key] = (*index_columns.get(key, ()), str(definition).strip('"'))
 
     columns: dict[int, list[Column]] = {}
     for relid, name, type_text, not_null, default in column_rows:
