@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 
 import pytest
@@ -142,6 +143,7 @@ def server(request: pytest.FixtureRequest) -> ThrowawayServer:
 
 
 def test_wrong_password_is_access_denied(server: ThrowawayServer) -> None:
+    assert server.target.password
     wrong = server.target.with_account(server.target.user or "", "wrong-password-value")
     for target in (wrong, server.tcp_target.with_account(server.target.user or "", "wrong-password-value")):
         with pytest.raises(DatabaseError, match="wrong user or password") as error:
@@ -197,5 +199,5 @@ def test_postgresql_schema_sets_the_search_path(postgresql_server: ThrowawayServ
         assert list_tables(connection, "postgresql") == []
     finally:
         connection.close()
-    with pytest.raises(DatabaseError):
-        connect(scoped.with_database("postgres").__class__.from_url(scoped.url().replace("schema=passbolt", "schema=x")))
+    with pytest.raises(DatabaseError, match="the schema 'elsewhere' does not exist"):
+        connect(dataclasses.replace(scoped, schema="elsewhere"))

@@ -403,11 +403,19 @@ def _connect_postgresql(target: DatabaseTarget, database: str | None, timeout: f
 
         try:
             with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (target.schema,))
+                exists = cursor.fetchone() is not None
                 cursor.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(target.schema)))
             connection.commit()
         except psycopg.Error as exc:
             connection.close()
             raise _translate_postgresql_error(exc, target, database or "postgres") from None
+        if not exists:
+            connection.close()
+            raise DatabaseError(
+                f"the schema {target.schema!r} does not exist in {target.describe(database or 'postgres')}",
+                hint="check the schema name (\\dn in psql lists them)",
+            )
     return connection
 
 

@@ -366,7 +366,7 @@ class ThrowawayServer:
 
         connection.autocommit = True  # type: ignore[attr-defined]  # CREATE DATABASE refuses transactions
         cursor = connection.cursor()
-        owner = sql.SQL("")
+        owner: sql.Composable = sql.SQL("")
         if user is not None:
             cursor.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(password))
