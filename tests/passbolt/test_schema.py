@@ -227,3 +227,21 @@ def test_engines_do_not_compare_across_families() -> None:
     differences = compare_schema(expected_schema("postgresql"), expected_schema("mariadb"))
     assert differences == ["the database is a mariadb database, expected postgresql"]
     assert schema.MYSQL_FAMILY == {"mariadb", "mysql"}
+
+
+def test_mariadb_column_order_is_compared(mariadb_server: ThrowawayServer) -> None:
+    mariadb_server.create_database("passbolt_order")
+    connection = mariadb_server.connect("passbolt_order")
+    try:
+        create_tables(connection, "mariadb")
+        with connection.cursor() as cursor:
+            # What a migration that ignored 'after' would leave: disabled at the end.
+            cursor.execute("ALTER TABLE `users` MODIFY `disabled` datetime NULL DEFAULT NULL AFTER `last_logged_in`")
+        actual = describe_database(connection, "mariadb", "passbolt_order")
+        assert compare_schema(expected_schema("mariadb"), actual) == [
+            "table users: columns are in the order id, role_id, username, active, deleted, last_logged_in, "
+            "created, modified, disabled; expected id, role_id, username, active, deleted, disabled, "
+            "last_logged_in, created, modified"
+        ]
+    finally:
+        connection.close()
