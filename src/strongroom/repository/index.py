@@ -116,6 +116,64 @@ class RepositoryIndex:
         return np.where(found, clipped, -1).astype(np.int64)
 
 
+def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ids (S16) as two native uint64 arrays (first and last 8 bytes, big-endian order),
+    so that sorting and searching compare integers instead of strings."""
+    halves = np.frombuffer(np.ascontiguousarray(ids).tobytes(), dtype=">u8").reshape(-1, 2)
+    return halves[:, 0].astype(np.uint64), halves[:, 1].astype(np.uint64)
+
+
+class SortedIds:
+    """A sorted set of ids held as two uint64 arrays (16 bytes an id), searched with integer compares."""
+
+    def __init__(self, high: np.ndarray, low: np.ndarray) -> None:
+        self.high = high
+        self.low = low
+
+    @classmethod
+    def build(cls, ids: np.ndarray) -> SortedIds:
+        """Sorted, duplicates removed, from an S16 array."""
+        if len(ids) == 0:
+            return cls(np.empty(0, np.uint64), np.empty(0, np.uint64))
+        high, low = split_ids(ids)
+        order = np.lexsort((low, high))
+        high, low = high[order], low[order]
+        keep = np.ones(len(high), dtype=bool)
+        keep[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
+        return cls(high[keep], low[keep])
+
+    def __len__(self) -> int:
+        return len(self.high)
+
+    def find(self, high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and a found mask for the ids given as (high, low) arrays."""
+        if len(self.high) == 0:
+            return np.zeros(len(high), dtype=np.int64), np.zeros(len(high), dtype=bool)
+        rows = np.minimum(np.searchsorted(self.high, high), len(self.high) - 1)
+        same_high = self.high[rows] == high
+        found = same_high & (self.low[rows] == low)
+        # Rare: several ids share the first 8 bytes; look along the run of equal highs.
+        for k in np.flatnonzero(same_high & ~found).tolist():
+            row = int(rows[k]) + 1
+            while row < len(self.high) and self.high[row] == high[k]:
+                if self.low[row] == low[k]:
+                    rows[k] = row
+                    found[k] = True
+                    break
+                row += 1
+        return rows, found
+
+    def union(self, other: SortedIds) -> SortedIds:
+        """A new set holding the ids of both."""
+        high = np.concatenate((self.high, other.high))
+        low = np.concatenate((self.low, other.low))
+        order = np.lexsort((low, high))
+        high, low = high[order], low[order]
+        keep = np.ones(len(high), dtype=bool)
+        keep[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
+        return SortedIds(high[keep], low[keep])
+
+
 class KnownIds:
     """The chunk ids the repository holds, for deduplication, in compact arrays.
 
@@ -129,19 +187,19 @@ class KnownIds:
     MERGE_AT = 1 << 18
 
     def __init__(self, ids: np.ndarray) -> None:
-        self.ids: np.ndarray = np.unique(ids.astype("S16")) if len(ids) else np.empty(0, "S16")
-        self.added: np.ndarray = np.empty(0, "S16")
+        self.ids = SortedIds.build(ids)
+        self.added = SortedIds.build(np.empty(0, "S16"))
         self.pending: dict[bytes, None] = {}
 
     def __len__(self) -> int:
         return len(self.ids) + len(self.added) + len(self.pending)
 
     def merge_pending(self) -> None:
-        """Move the newest ids into the sorted ``added`` array."""
+        """Move the newest ids into the sorted ``added`` set."""
         if not self.pending:
             return
-        new = np.frombuffer(b"".join(self.pending), "S16")
-        self.added = np.union1d(self.added, new)
+        new = SortedIds.build(np.frombuffer(b"".join(self.pending), "S16"))
+        self.added = self.added.union(new)
         self.pending.clear()
 
     def add(self, chunk_id: bytes) -> None:
@@ -150,23 +208,17 @@ class KnownIds:
         if len(self.pending) >= self.MERGE_AT:
             self.merge_pending()
 
-    @staticmethod
-    def _rows(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(sorted_ids) == 0:
-            return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
-        rows = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-        return rows, sorted_ids[rows] == ids
-
     def lookup(self, ids: np.ndarray, positions: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """For each of ``ids`` (S16): whether the repository (or this run, up to the last merge) holds it,
         and its position in the base list described by ``positions`` (-1 when absent or no base)."""
-        rows, found = self._rows(self.ids, ids)
+        high, low = split_ids(ids)
+        rows, found = self.ids.find(high, low)
         if positions is None or len(positions) == 0:
             base = np.full(len(ids), -1, dtype=np.int64)
         else:
             base = np.where(found, positions[rows], -1).astype(np.int64)
         if len(self.added):
-            found |= self._rows(self.added, ids)[1]
+            found |= self.added.find(high, low)[1]
         return found, base
 
     def base_positions(self, base_ids: bytes) -> np.ndarray:
@@ -175,7 +227,7 @@ class KnownIds:
         if not base_ids or len(self.ids) == 0:
             return positions
         listed = np.frombuffer(base_ids, "S16")
-        rows, found = self._rows(self.ids, listed)
+        rows, found = self.ids.find(*split_ids(listed))
         order = np.arange(len(listed), dtype=np.int32)
         positions[rows[found]] = order[found]
         return positions

@@ -14,6 +14,7 @@ caller's chunking and hashing (zstd and the AEAD release the GIL). At most
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -102,6 +103,31 @@ class PackWriter:
         self.statistics.plaintext_bytes += len(data)
         if len(self._batch) >= BATCH_TARGET:
             self._submit_batch()
+
+    def add_many(self, chunk_ids: list[bytes], chunks: list[bytes]) -> None:
+        """Queue several new chunks at once (faster than :meth:`add` for many small records)."""
+        if not chunk_ids:
+            return
+        if self._data_key is None:
+            self._data_key = self._data_key_factory()
+        start = 0
+        while start < len(chunks):
+            room = BATCH_TARGET - len(self._batch)
+            end = start
+            taken = 0
+            while end < len(chunks) and (taken < room or end == start):
+                taken += len(chunks[end])
+                end += 1
+            base = len(self._batch)
+            offsets = list(itertools.accumulate((len(c) for c in chunks[start : end - 1]), initial=base))
+            self._batch_offsets.extend(offsets)
+            self._batch += b"".join(chunks[start:end])
+            self._batch_ids += b"".join(chunk_ids[start:end])
+            self.statistics.chunks += end - start
+            self.statistics.plaintext_bytes += taken
+            start = end
+            if len(self._batch) >= BATCH_TARGET:
+                self._submit_batch()
 
     def _submit_batch(self) -> None:
         if not self._batch_offsets:

@@ -685,9 +685,13 @@ class SnapshotWriter:
         literal_run = 0
         expected = -2
         size = chunks = new_chunks = new_bytes = 0
+        packer = self.packer
+        pending = self.known.pending
         for records, raw in record_blocks(stream):
             hasher.update(raw)
-            counter.feed(raw)
+            counter.feed(raw, records)
+            new_ids: list[bytes] = []
+            new_records: list[bytes] = []
             size += len(raw)
             ids = [new_hash(record, key=chunk_key).digest(16) for record in records]
             chunks += len(ids)
@@ -712,11 +716,16 @@ class SnapshotWriter:
                 chunk_id = ids[k]
                 literals += chunk_id
                 literal_run += 1
-                if not found_list[k] and chunk_id not in self.known.pending:
-                    self.packer.add(chunk_id, records[k])
-                    self.known.add(chunk_id)
-                    new_chunks += 1
-                    new_bytes += len(records[k])
+                if not found_list[k] and chunk_id not in pending:
+                    pending[chunk_id] = None
+                    new_ids.append(chunk_id)
+                    new_records.append(records[k])
+            if new_ids:
+                packer.add_many(new_ids, new_records)
+                new_chunks += len(new_ids)
+                new_bytes += sum(map(len, new_records))
+                if len(pending) >= self.known.MERGE_AT:
+                    self.known.merge_pending()
         if run_length:
             operations += (run_start, run_length)
         if literal_run:

@@ -25,19 +25,43 @@ class RowCounter:
         self.counts: Counter[str] = Counter()
         self._copy_table: str | None = None
         self._at_line_start = True
+        self._mariadb_prefix: bytes | None = None
+        self._mariadb_table: str | None = None
 
-    def feed(self, block: bytes) -> None:
-        """Count the rows in ``block`` (the next bytes of the dump)."""
+    def feed(self, block: bytes, records: list[bytes] | None = None) -> None:
+        """Count the rows in ``block`` (the next bytes of the dump); ``records`` are its records, if known."""
         if self.kind == "mariadb-dump":
-            text = block
-            if not self._at_line_start:
-                cut = block.find(b"\n")
-                text = b"" if cut < 0 else block[cut + 1 :]
-            if b"INSERT INTO `" in text:
-                self.counts.update(m.decode("utf-8", "replace").replace("``", "`") for m in _MARIADB_INSERT.findall(text))
+            if b"INSERT INTO `" in block:
+                self._feed_mariadb(records if records is not None else block.splitlines(keepends=True))
+            self._at_line_start = block.endswith(b"\n")
         elif self.kind == "postgresql-dump":
             self._feed_postgresql(block)
-        self._at_line_start = block.endswith(b"\n")
+            self._at_line_start = block.endswith(b"\n")
+
+    def _feed_mariadb(self, records: list[bytes]) -> None:
+        # Dumps keep each table's rows together: test each record against the current
+        # table's prefix (one startswith a row) and parse the name only when it changes.
+        prefix = self._mariadb_prefix
+        table = self._mariadb_table
+        count = 0
+        at_line_start = self._at_line_start
+        for record in records:
+            if at_line_start:
+                if prefix and record.startswith(prefix):
+                    count += 1
+                elif record.startswith(b"INSERT INTO `"):
+                    match = _MARIADB_INSERT.match(record)
+                    if match:
+                        if table is not None and count:
+                            self.counts[table] += count
+                        table = match.group(1).decode("utf-8", "replace").replace("``", "`")
+                        prefix = match.group(0)
+                        count = 1
+            at_line_start = record[-1:] == b"\n"
+        if table is not None and count:
+            self.counts[table] += count
+        self._mariadb_prefix = prefix
+        self._mariadb_table = table
 
     def _feed_postgresql(self, block: bytes) -> None:
         position = 0
