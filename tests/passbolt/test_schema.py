@@ -235,12 +235,12 @@ def test_mariadb_column_order_is_compared(mariadb_server: ThrowawayServer) -> No
     try:
         create_tables(connection, "mariadb")
         with connection.cursor() as cursor:
-            # What a migration that ignored 'after' would leave: disabled at the end.
+            # disabled and last_logged_in swapped: the comparison must say so.
             cursor.execute("ALTER TABLE `users` MODIFY `disabled` datetime NULL DEFAULT NULL AFTER `last_logged_in`")
         actual = describe_database(connection, "mariadb", "passbolt_order")
         assert compare_schema(expected_schema("mariadb"), actual) == [
             "table users: columns are in the order id, role_id, username, active, deleted, last_logged_in, "
-            "created, modified, disabled; expected id, role_id, username, active, deleted, disabled, "
+            "disabled, created, modified; expected id, role_id, username, active, deleted, disabled, "
             "last_logged_in, created, modified"
         ]
     finally:
