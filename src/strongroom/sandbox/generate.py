@@ -41,9 +41,10 @@ PASSBOLT_NAMESPACE = uuid.UUID("d5447ca1-950f-459d-8b20-86ddfdd0f922")
 
 MEGABYTE = 1_000_000
 DEFAULT_SIZE = 5 * MEGABYTE
-# Rough bytes one row takes in the database, data and indexes (measured on MariaDB 10.11).
-BYTES_PER_SECRET = 1150
-BYTES_PER_ACTION_LOG = 330
+# Bytes of row data per secret row and per action log row, calibrated so that the row data
+# (about what a dump holds) comes out near the target size.
+BYTES_PER_SECRET = 740
+BYTES_PER_ACTION_LOG = 215
 # Above this many secret rows, bulk resources reuse pooled messages (see the module docstring).
 DEFAULT_REAL_SECRET_LIMIT = 150_000
 POOL_SIZE = 8
@@ -97,7 +98,7 @@ def plan_for_size(
     real_secret_limit: int = DEFAULT_REAL_SECRET_LIMIT,
     manifest_resources_per_user: int = DEFAULT_MANIFEST_RESOURCES_PER_USER,
 ) -> Plan:
-    """Return the counts for a database of about ``target_bytes`` (data and indexes).
+    """Return the counts for about ``target_bytes`` of row data (roughly what a dump of it holds).
 
     About half the size goes to secrets, a quarter to action logs and their history
     rows, the rest to everything else. Users grow with the square root of the size.
