@@ -292,7 +292,6 @@ OWNER_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_sigkilled_owner_leaves_no_server_behind(engine: str) -> None:
     _require_engine(engine)

@@ -42,7 +42,7 @@ from typing import Literal
 
 from strongroom.dbserver.connection import Connection, DatabaseTarget, connect, server_version
 from strongroom.errors import CommandError, DatabaseError, DependencyError, UsageError
-from strongroom.execute import Running, mask, register_secret, run, start
+from strongroom.execute import PACKAGE_OF_PROGRAM, Running, mask, register_secret, run, start
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def search_directories(search_path: str | None = None) -> list[str]:
 def locate_program(names: str | tuple[str, ...], *, search_path: str | None = None, hint: str | None = None) -> str:
     """Return the absolute path of the first of ``names`` found in :func:`search_directories`.
 
-    Raises DependencyError (with ``hint``, default "install <name>") when none is found.
+    Raises DependencyError (with ``hint``, default "install <package>") when none is found.
     """
     candidates = (names,) if isinstance(names, str) else names
     directories = search_directories(search_path)
@@ -139,7 +139,7 @@ def locate_program(names: str | tuple[str, ...], *, search_path: str | None = No
     searched = os.pathsep.join(directories) or "(nothing)"
     raise DependencyError(
         f"the program {candidates[0]!r} is not installed (searched {searched})",
-        hint=hint or f"install {candidates[0]}",
+        hint=hint or f"install {PACKAGE_OF_PROGRAM.get(candidates[0], candidates[0])}",
     )
 
 
