@@ -194,6 +194,7 @@ def build_v1(root: Path, database: Database, *, version: str = "1.6.10") -> dict
     config = root / "var/www/passbolt/app/Config"
     app_php = f"""<?php
 $config = [
+    'App' => ['version' => ['number' => '{version}']],
     'GPG' => [
         'env' => ['setenv' => true, 'home' => '/var/www/.gnupg'],
         'serverKey' => [
@@ -212,7 +213,6 @@ $config = [
         "database-config": _write(config / "database.php", database_php, 0o440),
         "server-key-public": _write(config / "gpg/serverkey.asc", public, 0o440),
         "server-key-private": _write(config / "gpg/serverkey_private.asc", private, 0o440),
-        "version": _write(config / "version.php", f"<?php\n$config = ['App' => ['version' => ['number' => '{version}']]];\n", 0o440),
         "avatar": _write(avatar, b"\x89PNG fake", 0o644),
     }
 

@@ -65,7 +65,7 @@ class Layout:
     def version_file(self) -> PurePosixPath:
         """The file holding passbolt's version."""
         if self.is_v1:
-            return self.config_dir / "version.php"
+            return self.config_dir / "app.php"  # v1 keeps App.version.number there
         return self.install_dir / "config" / "version.php"
 
     @property
@@ -226,6 +226,39 @@ def _os_family(root: Path) -> str | None:
     return None
 
 
+# Web users by distribution family, and their usual numeric ids where the name is unknown.
+_WEB_USER_FAMILY = {"www-data": "debian", "nginx": "rhel", "apache": "rhel", "wwwrun": "suse"}
+_WEB_UID_FAMILY = {33: "debian", 998: "rhel", 48: "rhel", 30: "suse"}
+
+
+def _family_from_owner(root: Path, config_dir: Path) -> str | None:
+    """The distribution family from the owner of passbolt's files (``www-data``: Debian, ``nginx``: RHEL)."""
+    for candidate in (config_dir / "passbolt.php", config_dir / "gpg" / "serverkey.asc"):
+        try:
+            uid = candidate.stat().st_uid
+        except OSError:
+            continue
+        name = _user_name(root, uid)
+        if name in _WEB_USER_FAMILY:
+            return _WEB_USER_FAMILY[name]
+        if name is None and uid in _WEB_UID_FAMILY:
+            return _WEB_UID_FAMILY[uid]
+    return None
+
+
+def _user_name(root: Path, uid: int) -> str | None:
+    """The name of ``uid`` from ``<root>/etc/passwd``, or None."""
+    try:
+        lines = (root / "etc" / "passwd").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) > 2 and fields[2] == str(uid):
+            return fields[0]
+    return None
+
+
 def detect_layout(root: Path) -> str:
     """Which layout the passbolt instance under ``root`` has.
 
@@ -241,7 +274,8 @@ def detect_layout(root: Path) -> str:
     if (package_config / "passbolt.php").exists() or (package_config / "gpg").is_dir() or (
         under_root(root, PACKAGE_INSTALL_DIR) / "bin" / "cake"
     ).exists():
-        return "rpm" if _os_family(root) in ("rhel", "suse") else "debian"
+        family = _os_family(root) or _family_from_owner(root, package_config)
+        return "rpm" if family in ("rhel", "suse") else "debian"
     source_config = under_root(root, SOURCE_INSTALL_DIR / "config")
     if (source_config / "passbolt.php").exists() or (source_config / "app.php").exists():
         return "source"
