@@ -357,6 +357,16 @@ class Repository:
             )
         return self._repository_keys
 
+    def check_identity(self) -> None:
+        """Prove the identities open this repository (decrypt its keys object with them).
+
+        Raises IdentityError (none given: only the writer key; or not a recipient), IntegrityError.
+        """
+        if not self.identities:
+            raise IdentityError(ONLY_WRITER_KEY, hint="give --identity FILE")
+        stored = self._load(Handle(ObjectType.KEYS, self.keys_object))
+        decrypt_with_identities(stored, self.identities, "the repository keys")
+
     @property
     def id_key(self) -> bytes:
         return self._keys()[0]

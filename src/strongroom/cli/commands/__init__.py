@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from strongroom.cli.commands import discover, sandbox
+from strongroom.cli.commands import discover, init, restore, sandbox, show, snapshots, verify
 
-COMMANDS: tuple[ModuleType, ...] = (discover, sandbox)
+COMMANDS: tuple[ModuleType, ...] = (init, discover, snapshots, show, restore, verify, sandbox)
