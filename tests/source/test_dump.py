@@ -140,7 +140,11 @@ def _stand_in_docker(directory: Path) -> None:
                     handle.write(repr(args) + "\\n")
             assert args[0] == "exec", args
             args = args[1:]
+            # The container's own environment: its server on the default socket.
             env = {{"PATH": os.environ["PATH"]}}
+            for name in ("PGHOST", "PGPORT"):
+                if os.environ.get("STAND_IN_" + name):
+                    env[name] = os.environ["STAND_IN_" + name]
             while args[0].startswith("-"):
                 flag = args.pop(0)
                 if flag == "-e":
@@ -150,6 +154,10 @@ def _stand_in_docker(directory: Path) -> None:
                 elif flag == "-t":
                     sys.exit("no TTY allowed")
             container = args.pop(0)
+            socket = os.environ.get("STAND_IN_MYSQL_SOCKET")
+            if socket and args[0].startswith(("mariadb", "mysql")):
+                # MariaDB's clients know no variable for the socket; the image's default is emulated.
+                args.insert(1, "--socket=" + socket)
             os.execvpe(args[0], args, env)
             """
         )
@@ -166,6 +174,11 @@ def test_docker_exec_dump_passes_secret_by_name(engine_server, tmp_path: Path, m
     postgres_bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
     path = os.pathsep.join([str(tmp_path), *map(str, postgres_bins), os.environ["PATH"]])
     monkeypatch.setenv("PATH", path)
+    if engine == "mariadb":
+        monkeypatch.setenv("STAND_IN_MYSQL_SOCKET", server.socket)
+    else:
+        monkeypatch.setenv("STAND_IN_PGHOST", server.socket)
+        monkeypatch.setenv("STAND_IN_PGPORT", str(server.port))
     container = dumps.DockerContainer("passbolt-db-1", docker=str(tmp_path / "docker"))
     with dumps.open_dump(target, server_version=_server_version(server), container=container) as dump:
         dump.stream.read()

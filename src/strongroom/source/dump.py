@@ -187,9 +187,12 @@ _COPY_RE = re.compile(rb"^COPY ([^ ]+) ")
 class _CountingStream(io.RawIOBase):
     """A readable stream over the dumper's stdout that counts rows per table as they pass."""
 
-    def __init__(self, source: io.BufferedIOBase | io.RawIOBase, engine: str, on_bytes: object = None) -> None:
+    def __init__(
+        self, source: io.BufferedIOBase | io.RawIOBase, engine: str, on_bytes: object = None, count_rows: bool = True
+    ) -> None:
         super().__init__()
         self.source = source
+        self.count_rows = count_rows
         self.mysql = is_mysql_family(engine)
         self.row_counts: dict[str, int] = {}
         self.bytes = 0
@@ -216,6 +219,8 @@ class _CountingStream(io.RawIOBase):
         if self._on_bytes is not None:
             self._on_bytes(len(data))  # type: ignore[operator]
         self.tail = (self.tail + data)[-TAIL_BYTES:]
+        if not self.count_rows:
+            return
         chunk = self._partial + data
         lines = chunk.split(b"\n")
         self._partial = lines.pop()
@@ -259,11 +264,13 @@ class _CountingStream(io.RawIOBase):
 class Dump:
     """A running dump: read :attr:`stream` to the end, then :meth:`finish`."""
 
-    def __init__(self, running: execute.Running, result: DumpResult, trailer: bytes, on_bytes: object = None) -> None:
+    def __init__(
+        self, running: execute.Running, result: DumpResult, trailer: bytes, on_bytes: object = None, count_rows: bool = True
+    ) -> None:
         self.running = running
         self.result = result
         self.trailer = trailer
-        self.stream = _CountingStream(running.stdout, result.engine, on_bytes)  # type: ignore[arg-type]
+        self.stream = _CountingStream(running.stdout, result.engine, on_bytes, count_rows)  # type: ignore[arg-type]
         self._started = time.monotonic()
         self._finished = False
 
@@ -308,20 +315,22 @@ def open_dump(
     server_version: str,
     container: DockerContainer | None = None,
     on_bytes: object = None,
+    count_rows: bool = True,
 ) -> Iterator[Dump]:
     """Start dumping ``target`` and yield the running :class:`Dump`.
 
     ``server_version`` is ``SELECT VERSION()`` (MariaDB/MySQL) or ``SHOW
     server_version`` (PostgreSQL) of the live server; it picks the client.
     ``container`` runs the dumper in that Docker container instead.
-    ``on_bytes(n)`` is called as bytes pass (progress).
+    ``on_bytes(n)`` is called as bytes pass (progress). ``count_rows=False`` leaves
+    the row counting to the reader (the repository counts rows as it stores them).
     On leaving the block the dumper is killed if it still runs; call
     ``dump.finish()`` inside the block once the stream is consumed.
     Raises DependencyError when no suitable client is installed.
     """
     execute.register_secret(target.password)
     if container is not None:
-        with _open_container_dump(target, server_version, container, on_bytes) as dump:
+        with _open_container_dump(target, server_version, container, on_bytes, count_rows) as dump:
             yield dump
         return
     if is_mysql_family(target.engine):
@@ -332,7 +341,7 @@ def open_dump(
             running = execute.start(argv, secrets=[target.password or ""], what="dumping the database")
             result = DumpResult(target.engine, program, client_version, server_version, warnings=warnings)
             with running:
-                yield Dump(running, result, MARIADB_TRAILER, on_bytes)
+                yield Dump(running, result, MARIADB_TRAILER, on_bytes, count_rows)
         return
     program, client_version = choose_postgresql_client(server_version)
     with execute.secret_file(pgpass_line(target), name="pgpass") as passfile:
@@ -341,41 +350,43 @@ def open_dump(
         running = execute.start(argv, env=env, secrets=[target.password or ""], what="dumping the database")
         result = DumpResult(target.engine, program, client_version, server_version)
         with running:
-            yield Dump(running, result, POSTGRESQL_TRAILER, on_bytes)
+            yield Dump(running, result, POSTGRESQL_TRAILER, on_bytes, count_rows)
 
 
 @contextlib.contextmanager
 def _open_container_dump(
-    target: DatabaseTarget, server_version: str, container: DockerContainer, on_bytes: object
+    target: DatabaseTarget, server_version: str, container: DockerContainer, on_bytes: object, count_rows: bool
 ) -> Iterator[Dump]:
-    """The dump inside a container: ``docker exec -i -e PASSWORD_VARIABLE container dumper ...``.
+    """The dump inside the database container: ``docker exec -i -e PASSWORD_VARIABLE db dumper ...``.
 
-    The password reaches the dumper through the environment: docker copies a variable
-    named by ``-e NAME`` (no value) from its own environment, so argv holds only the name.
+    Inside its own container the server answers on the image's default socket, so
+    no host is given (the host name passbolt uses, such as ``db``, means nothing
+    there). The password reaches the dumper through the environment: docker copies
+    a variable named by ``-e NAME`` (no value) from its own environment, so argv
+    holds only the name.
     """
     docker = execute.find_program(container.docker)
     if is_mysql_family(target.engine):
         client = "mariadb-dump" if server_is_mariadb(server_version) else "mysqldump"
-        connection = [f"--user={target.user}"]
-        if target.socket:
-            connection.append(f"--socket={target.socket}")
-        else:
-            connection += [f"--host={target.host}", "--protocol=TCP", f"--port={target.effective_port}"]
+        client_kind = "mariadb" if client == "mariadb-dump" else "mysql"
         argv = [
             docker, "exec", "-i", "-e", "MYSQL_PWD", container.name, client,
-            *connection, *mysql_dump_arguments("mariadb" if client == "mariadb-dump" else "mysql"), str(target.database),
+            f"--user={target.user}", *mysql_dump_arguments(client_kind), str(target.database),
         ]
         env = {"MYSQL_PWD": target.password or ""}
         trailer = MARIADB_TRAILER
     else:
         client = "pg_dump"
-        # libpq reads its connection from the environment; docker copies each named variable.
-        libpq = postgresql_environment(target)
-        passed = [part for name in libpq for part in ("-e", name)]
-        argv = [docker, "exec", "-i", "-e", "PGPASSWORD", *passed, container.name, client, *postgresql_dump_arguments()]
-        env = {**libpq, "PGPASSWORD": target.password or ""}
+        argv = [
+            docker, "exec", "-i", "-e", "PGPASSWORD", container.name, client,
+            f"--username={target.user}", f"--dbname={target.database}", *postgresql_dump_arguments(),
+        ]
+        env = {"PGPASSWORD": target.password or ""}
         trailer = POSTGRESQL_TRAILER
-    running = execute.start(argv, env=env, secrets=[target.password or ""], stdin=subprocess.DEVNULL, what="dumping the database in its container")
+    running = execute.start(
+        argv, env=env, secrets=[target.password or ""], stdin=subprocess.DEVNULL,
+        what="dumping the database in its container",
+    )
     result = DumpResult(target.engine, f"{container.name}:{client}", client, server_version)
     with running:
-        yield Dump(running, result, trailer, on_bytes)
+        yield Dump(running, result, trailer, on_bytes, count_rows)
