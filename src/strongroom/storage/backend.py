@@ -6,7 +6,7 @@ lower-case hex strings chosen by the repository (the hash of the stored bytes
 for everything but locks). The storage never interprets the bytes.
 
 The contract every backend keeps (the conformance suite in
-``tests/storage/conformance.py`` checks each rule):
+``tests/storage/storage_conformance.py`` checks each rule):
 
 - ``save(handle, data)`` stores ``data`` under ``handle`` atomically: a reader
   sees either nothing or every byte, never a prefix, even if the writer is
