@@ -139,8 +139,23 @@ def test_mariadb_is_confined_for_untrusted_dumps(mariadb_server: ThrowawayServer
         accounts_without_password = cursor.fetchall()[0][0]
         cursor.execute("SELECT Host FROM mysql.global_priv WHERE User = 'root' ORDER BY Host")
         root_hosts = [row[0] for row in cursor.fetchall()]
+        # Even the admin cannot read or write files outside the private folder.
+        cursor.execute("SELECT LOAD_FILE('/etc/passwd')")
+        assert cursor.fetchall()[0][0] is None
+        with pytest.raises(Exception, match="secure-file-priv"):
+            cursor.execute("SELECT 1 INTO OUTFILE '/tmp/strongroom-outfile-probe'")
+        assert not Path("/tmp/strongroom-outfile-probe").exists()
     finally:
         connection.close()
+    target = mariadb_server.create_database("confinement_checks", user="confined_owner")
+    connection = connect(target)
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SHOW GRANTS")
+        grants = " ".join(row[0] for row in cursor.fetchall())
+    finally:
+        connection.close()
+    assert "FILE" not in grants and "`confinement_checks`" in grants
     assert Path(secure_file_priv.rstrip("/")) == mariadb_server.files_dir
     assert list(mariadb_server.files_dir.iterdir()) == []
     assert (local_infile, event_scheduler, bind_address, skip_name_resolve) == (0, "OFF", "127.0.0.1", 1)

@@ -760,6 +760,7 @@ def _launch(server: ThrowawayServer, port: int, password: str, deadline: float) 
             tail = server.log_tail()
             if _PORT_IN_USE.search(tail):
                 server._watch(process.pid, forget=True)
+                process.__exit__(None, None, None)
                 server.process = None
                 _truncate_log(server)
                 return False
