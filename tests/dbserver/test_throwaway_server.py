@@ -356,3 +356,29 @@ def test_a_forked_child_does_not_stop_its_parents_server(mariadb_server: Throwaw
     assert mariadb_server.running and mariadb_server.directory.is_dir()
     connection = mariadb_server.connect()
     connection.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_port_taken_before_the_server_binds_it_is_retried(engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _require_engine(engine)
+    import socket
+
+    from strongroom.dbserver import server as server_module
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        real_free_port = server_module._free_port
+        offered: list[int] = []
+
+        def first_taken_then_free() -> int:
+            # The first port offered is already in use: the race a free-port probe can lose.
+            offered.append(taken if not offered else real_free_port())
+            return offered[-1]
+
+        monkeypatch.setattr(server_module, "_free_port", first_taken_then_free)
+        with start_server(engine) as server:
+            assert len(offered) == 2 and server.port == offered[1] != taken
+            connection = server.connect()
+            connection.close()
