@@ -119,3 +119,39 @@ def test_is_alive_treats_zombies_as_dead() -> None:
     assert not is_alive(process.pid)  # exited but not yet reaped: a zombie
     process.wait()
     assert not is_alive(process.pid)
+
+
+def test_unannounced_processes_naming_the_directory_are_killed(tmp_path: Path) -> None:
+    directory = _directory(tmp_path)
+    # Like an initdb still running, or a server started just before its owner died.
+    straggler = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(300)", f"--datadir={directory}/data"], start_new_session=True
+    )
+    bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        with _watchdog(directory) as watchdog:
+            watchdog.stdin.close()
+            assert watchdog.wait(timeout=10) == 0
+        assert _wait_gone(straggler)
+        assert straggler.returncode == -signal.SIGKILL
+        assert bystander.poll() is None
+        assert not directory.exists()
+    finally:
+        for process in (straggler, bystander):
+            process.kill()
+            process.wait()
+
+
+def test_processes_naming_matches_paths_inside_the_directory_only(tmp_path: Path) -> None:
+    from strongroom.dbserver.watchdog import processes_naming
+
+    directory = tmp_path / "server"
+    inside = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"{directory}/data"])
+    longer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"{directory}-other/data"])
+    try:
+        found = processes_naming(str(directory))
+        assert inside.pid in found and longer.pid not in found
+    finally:
+        for process in (inside, longer):
+            process.kill()
+            process.wait()

@@ -15,13 +15,16 @@ lines to that pipe:
 
 When the pipe reaches end of file without ``release`` (the owner exited, crashed or
 was SIGKILLed: the kernel closes its end either way), the watchdog stops every
-server it was told about and removes DIRECTORY. It uses only the standard library
+server it was told about, kills any other process whose arguments name DIRECTORY
+(an initialisation still running, a server started an instant before the owner
+died), and removes DIRECTORY. It uses only the standard library
 and never writes to its inherited stdout or stderr, which may be closed by then.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -69,6 +72,29 @@ def stop_server(pid: int, stop_signal: int, grace: float = GRACE_SECONDS) -> Non
         time.sleep(POLL_SECONDS)
 
 
+def processes_naming(directory: str) -> list[int]:
+    """Return the ids of live processes (other than this one) with ``directory`` in their arguments.
+
+    The directory's name is random, so this finds exactly the programs started for
+    this server: one started an instant before the owner died (not yet announced),
+    or an initialisation (initdb, mariadb-install-db and its bootstrap server).
+    """
+    # The directory itself or a path inside it, never a longer name that merely starts the same.
+    pattern = re.compile(re.escape(os.fsencode(directory.rstrip("/"))) + rb"(?:/|$)")
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                arguments = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if any(pattern.search(argument) for argument in arguments) and is_alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
 def watch(directory: str, grace: float = GRACE_SECONDS) -> int:
     """Read commands from stdin until end of file; clean up unless released. Returns 0."""
     servers: list[tuple[int, int]] = []
@@ -89,6 +115,11 @@ def watch(directory: str, grace: float = GRACE_SECONDS) -> int:
         return 0
     for pid, stop_signal in servers:
         stop_server(pid, stop_signal, grace)
+    for pid in processes_naming(directory):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     shutil.rmtree(directory, ignore_errors=True)
     return 0
 
