@@ -382,3 +382,29 @@ def test_a_port_taken_before_the_server_binds_it_is_retried(engine: str, monkeyp
             assert len(offered) == 2 and server.port == offered[1] != taken
             connection = server.connect()
             connection.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_owner_killed_while_initialising_leaves_nothing_behind(engine: str, wrapper_dir: Path) -> None:
+    _require_engine(engine)
+    from strongroom.dbserver.watchdog import processes_naming
+
+    base = wrapper_dir / "base"
+    base.mkdir(mode=0o755)
+    script = f"from strongroom.dbserver import start_server; start_server({engine!r}, base_dir={str(base)!r})"
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Kill the owner as soon as the initialisation has begun writing the data directory.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(base.glob("strongroom-db-*/data/*")):
+            time.sleep(0.005)
+        directories = list(base.glob("strongroom-db-*"))
+        assert directories, "the initialisation never started"
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (list(base.iterdir()) or processes_naming(str(directories[0]))):
+        time.sleep(0.05)
+    assert list(base.iterdir()) == []
+    assert processes_naming(str(directories[0])) == []
