@@ -23,6 +23,7 @@ class InitOptions:
     writer_key: Path | None = None
     passphrase_identity: Path | None = None
     passphrase: str | None = None
+    root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,9 @@ def run(options: InitOptions) -> InitResult:
         recipients=tuple(recipients),
     )
     config = existing.model_copy(update={"repository": section}) if existing else Config(repository=section)
+    if options.root is not None:
+        # The passbolt instance lives under another root (a sandbox, a mounted disk).
+        config = config.model_copy(update={"instance": config.instance.model_copy(update={"root": options.root.absolute()})})
     write_config(config, options.config_path)
     return InitResult(
         location, repository.repository_id, writer_key.fingerprint, writer_key_path, options.config_path,

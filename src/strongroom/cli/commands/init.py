@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="generate a passphrase-protected identity into FILE and add it as a recipient")
     parser.add_argument("--passphrase-file", metavar="FILE", type=Path, default=None,
                         help="read the passphrase for --passphrase-identity from FILE (or /dev/fd/N)")
+    parser.add_argument("--root", metavar="DIR", type=Path, default=None,
+                        help="record DIR as the filesystem root of the passbolt instance (instance.root)")
 
 
 def execute(args: argparse.Namespace, context: Context) -> int:
@@ -56,6 +58,7 @@ def execute(args: argparse.Namespace, context: Context) -> int:
             writer_key=args.writer_key,
             passphrase_identity=args.passphrase_identity,
             passphrase=passphrase,
+            root=args.root,
         )
     )
     if context.json_output:
