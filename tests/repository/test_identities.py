@@ -47,6 +47,7 @@ def test_age_identity(tmp_path: Path) -> None:
     assert (tmp_path / "out.sql").read_bytes() == CONTENT
 
 
+@pytest.mark.slow
 def test_passphrase_identity(tmp_path: Path) -> None:
     identity = tmp_path / "offline" / "identity.age"
     recipient = create_passphrase_identity(identity, "correct horse battery")
