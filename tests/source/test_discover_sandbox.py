@@ -1,7 +1,7 @@
 """discover on real sandbox instances: every layout on both engines, broken variants, the Docker path.
 
 The databases are real throwaway MariaDB and PostgreSQL servers; the Docker path
-uses a stand-in ``docker`` program (tests/source/standin_docker.py) that answers
+uses a stand-in ``docker`` program (tests/standin_docker.py) that answers
 ``ps``/``inspect`` from fixture data and runs ``exec``'d commands locally.
 """
 
@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker_standin
 import pytest
 from discovery_builders import server_key
 
@@ -224,56 +225,11 @@ def test_broken_variants_produce_the_named_finding(
 
 
 def _docker_fixture(tmp_path: Path, sandbox: Sandbox, project: str, *, db_running: bool = True) -> Path:
-    """The stand-in's answers: a passbolt container with the compose mounts, and the database container."""
-    root = sandbox.root
-    env_file = (root / "opt/passbolt/env/passbolt.env").read_text()
-    environment = [line for line in env_file.splitlines() if line and not line.startswith("#")]
-    volumes = "/var/lib/docker/volumes"
-    passbolt = {
-        "Name": f"/{project}-passbolt-1",
-        "State": {"Running": True},
-        "Config": {
-            "Image": "passbolt/passbolt:5.12.0-1-ce",
-            "Env": environment,
-            "Labels": {"com.docker.compose.project": project, "com.docker.compose.service": "passbolt"},
-        },
-        "Mounts": [
-            {"Type": "volume", "Name": f"{project}_gpg_volume", "Source": f"{volumes}/{project}_gpg_volume/_data", "Destination": "/etc/passbolt/gpg"},
-            {"Type": "volume", "Name": f"{project}_jwt_volume", "Source": f"{volumes}/{project}_jwt_volume/_data", "Destination": "/etc/passbolt/jwt"},
-            {"Type": "bind", "Source": "/opt/passbolt/subscription_key.txt", "Destination": "/etc/passbolt/subscription_key.txt"},
-        ],
-    }
-    is_postgresql = sandbox.engine == "postgresql"
-    database = {
-        "Name": f"/{project}-db-1",
-        "State": {"Running": db_running},
-        "Config": {
-            "Image": "postgres:15" if is_postgresql else "mariadb:10.11",
-            "Env": [],
-            "Labels": {"com.docker.compose.project": project, "com.docker.compose.service": "db"},
-        },
-        "Mounts": [],
-    }
-    target = sandbox.target
-    exec_env = (
-        {"PGHOST": "127.0.0.1", "PGPORT": str(target.effective_port)}
-        if is_postgresql
-        else {"MYSQL_HOST": "127.0.0.1", "MYSQL_TCP_PORT": str(target.effective_port)}
-    )
-    fixture = tmp_path / "docker-fixture.json"
-    containers = [passbolt] + ([database] if db_running else [])
-    fixture.write_text(json.dumps({"containers": containers, "exec_env": {f"{project}-db-1": exec_env}}))
-    return fixture
+    return docker_standin.compose_fixture(tmp_path, sandbox, project, db_running=db_running)
 
 
 def install_standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fixture: Path) -> Path:
-    program = tmp_path / "empty-bin" / "docker"
-    program.write_text(f"#!{sys.executable}\n" + (HERE / "standin_docker.py").read_text())
-    program.chmod(0o755)
-    log = tmp_path / "docker-calls.jsonl"
-    monkeypatch.setenv("STANDIN_DOCKER_FIXTURE", str(fixture))
-    monkeypatch.setenv("STANDIN_DOCKER_LOG", str(log))
-    return log
+    return docker_standin.install(monkeypatch, tmp_path / "empty-bin", fixture)
 
 
 @pytest.mark.parametrize("engine", ["mariadb", "postgresql"])

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
-import sys
-import textwrap
-import threading
 from dataclasses import replace
 from pathlib import Path
 
+import docker_standin
 import pytest
 
 from strongroom.dbserver.connection import connect
@@ -125,66 +124,22 @@ def test_postgresql_client_older_than_server_names_the_package() -> None:
         dumps.choose_postgresql_client("99.1")
 
 
-def _stand_in_docker(directory: Path) -> None:
-    """A 'docker' that runs 'exec' commands locally, passing '-e NAME' from its environment."""
-    script = directory / "docker"
-    script.write_text(
-        textwrap.dedent(
-            f"""\
-            #!{sys.executable}
-            import os, sys
-            args = sys.argv[1:]
-            log = os.environ.get("DOCKER_STAND_IN_LOG")
-            if log:
-                with open(log, "a") as handle:
-                    handle.write(repr(args) + "\\n")
-            assert args[0] == "exec", args
-            args = args[1:]
-            # The container's own environment: its server on the default socket.
-            env = {{"PATH": os.environ["PATH"]}}
-            for name in ("PGHOST", "PGPORT"):
-                if os.environ.get("STAND_IN_" + name):
-                    env[name] = os.environ["STAND_IN_" + name]
-            while args[0].startswith("-"):
-                flag = args.pop(0)
-                if flag == "-e":
-                    name = args.pop(0)
-                    assert "=" not in name, "a value in argv"
-                    env[name] = os.environ[name]
-                elif flag == "-t":
-                    sys.exit("no TTY allowed")
-            container = args.pop(0)
-            socket = os.environ.get("STAND_IN_MYSQL_SOCKET")
-            if socket and args[0].startswith(("mariadb", "mysql")):
-                # MariaDB's clients know no variable for the socket; the image's default is emulated.
-                args.insert(1, "--socket=" + socket)
-            os.execvpe(args[0], args, env)
-            """
-        )
-    )
-    script.chmod(0o755)
-
-
 def test_docker_exec_dump_passes_secret_by_name(engine_server, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     engine, server = engine_server
     target = _make_database(server, engine)
-    _stand_in_docker(tmp_path)
-    log = tmp_path / "docker.log"
-    monkeypatch.setenv("DOCKER_STAND_IN_LOG", str(log))
+    fixture = tmp_path / "fixture.json"
+    access = docker_standin.database_access("passbolt-db-1", engine, server.port)
+    fixture.write_text(json.dumps({"containers": [{"Name": "/passbolt-db-1"}], **access}))
+    bin_directory = tmp_path / "bin"
+    log = docker_standin.install(monkeypatch, bin_directory, fixture)
     postgres_bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    path = os.pathsep.join([str(tmp_path), *map(str, postgres_bins), os.environ["PATH"]])
-    monkeypatch.setenv("PATH", path)
-    if engine == "mariadb":
-        monkeypatch.setenv("STAND_IN_MYSQL_SOCKET", server.socket)
-    else:
-        monkeypatch.setenv("STAND_IN_PGHOST", server.socket)
-        monkeypatch.setenv("STAND_IN_PGPORT", str(server.port))
-    container = dumps.DockerContainer("passbolt-db-1", docker=str(tmp_path / "docker"))
+    monkeypatch.setenv("PATH", os.pathsep.join([str(bin_directory), *map(str, postgres_bins), os.environ["PATH"]]))
+    container = dumps.DockerContainer("passbolt-db-1", docker=str(bin_directory / "docker"))
     with dumps.open_dump(target, server_version=_server_version(server), container=container) as dump:
         dump.stream.read()
         result = dump.finish()
     assert result.row_counts["users"] == 300
-    recorded = log.read_text()
-    assert "'-i'" in recorded and "'-t'" not in recorded
-    assert target.password not in recorded
-    assert ("'MYSQL_PWD'" if engine == "mariadb" else "'PGPASSWORD'") in recorded
+    (call,) = [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+    assert call[:2] == ["exec", "-i"] and "-t" not in call
+    assert ("MYSQL_PWD" if engine == "mariadb" else "PGPASSWORD") in call
+    assert not [arg for arg in call if target.password in arg]

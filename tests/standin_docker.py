@@ -2,8 +2,11 @@
 """A stand-in ``docker`` CLI for tests: answers ps/inspect from a fixture file, runs ``exec`` locally.
 
 The fixture (JSON, path in STANDIN_DOCKER_FIXTURE) holds ``containers``: a list of
-``docker inspect`` objects, and ``exec_env``: per container name, variables added to
-exec'd commands (so a client inside "the container" reaches the test's server).
+``docker inspect`` objects; ``exec_env``: per container name, variables added to
+exec'd commands; and ``client_options``: per container name, options inserted right
+after the program name of MariaDB/MySQL clients (their dumpers know no variable for
+the server's address). Together they let a client inside "the container" reach the
+test's server the way the image's default socket would.
 Every call is appended to STANDIN_DOCKER_LOG as one JSON line (argv and which
 variables were passed with ``-e``), so tests check the arguments built.
 """
@@ -57,6 +60,8 @@ def main(argv: list[str]) -> int:
             print(f"Error: No such container: {container}", file=sys.stderr)
             return 1
         command = argv[index + 1 :]
+        if os.path.basename(command[0]).startswith(("mariadb", "mysql")):
+            command[1:1] = fixture.get("client_options", {}).get(container, [])
         child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **fixture.get("exec_env", {}).get(container, {}), **environment}
         os.execvpe(command[0], command, child_env)
     print(f"stand-in docker: unsupported command {argv[0]}", file=sys.stderr)
