@@ -39,7 +39,7 @@ from strongroom.source import backupset as roles
 from strongroom.source.backupset import BackupFile
 from strongroom.source.checks import run_checks
 from strongroom.source.discovery import Instance, discover_instance
-from strongroom.source.dump import DockerContainer, DumpResult, open_dump
+from strongroom.source.dump import DockerContainer, DumpResult, open_dump, server_is_mariadb
 from strongroom.source.findings import Severity, has_errors, sorted_by_severity
 from strongroom.storage.backend import Backend
 from strongroom.storage.layers import open_backend
@@ -165,6 +165,13 @@ def _live_database_in_container(instance: Instance, container: str) -> _LiveData
     except CommandError as error:
         raise DatabaseError(f"cannot query the database in container {container}: {error.message}") from None
     return _LiveDatabase(version, counts)
+
+
+def _engine_of(configured: str, version: str) -> str:
+    """``mariadb``, ``mysql`` or ``postgresql``, from the configured engine and the server's version."""
+    if configured == "postgresql":
+        return configured
+    return "mariadb" if server_is_mariadb(version) else "mysql"
 
 
 def _walk(item: BackupFile) -> Iterator[tuple[PurePosixPath, Path]]:
@@ -315,7 +322,8 @@ def run(config: Config, options: BackupOptions, reporter: Reporter | None = None
                 "web_user": instance.web_user,
             },
             "database": {
-                "engine": target.engine,
+                # passbolt's configuration says "mysql" for both; the server's version tells which it is.
+                "engine": _engine_of(target.engine, live.version),
                 "server_version": live.version,
                 "database": target.database,
                 "schema": target.schema,

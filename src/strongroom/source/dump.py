@@ -40,6 +40,7 @@ from strongroom.errors import CommandError, DatabaseError, DependencyError
 MARIADB_TRAILER = b"-- Dump completed"
 POSTGRESQL_TRAILER = b"-- PostgreSQL database dump complete"
 TAIL_BYTES = 4096
+READ_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,8 @@ class _CountingStream(io.RawIOBase):
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.source.read(len(buffer))
+        # At most READ_BYTES at a time, so progress (and a reader's work) follows the dumper.
+        data = self.source.read(min(len(buffer), READ_BYTES))
         if not data:
             return 0
         count = len(data)
