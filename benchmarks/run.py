@@ -1,0 +1,572 @@
+"""Back up the prepared daily dumps with strongroom, restic and borg, side by side, and compare.
+
+Every backup and restore runs as its own child process, reading the same dump file
+on its standard input (strongroom through its Python API in a worker process of this
+script, ``restic backup --stdin``, ``borg create ... -``). For each child the script
+records the wall time, the CPU seconds (user + system, from ``wait4``), the peak
+memory (maximum resident set size) and the bytes the repository grew by (the sum of
+its files' sizes before and after). Day 3 is then restored with each tool to a file
+and compared byte for byte with the dump. Results are printed as Markdown with ratios
+against restic and, with ``--readme``, written to ``benchmarks/README.md``.
+
+Secrets: restic reads its password from ``RESTIC_PASSWORD_FILE`` and borg through
+``BORG_PASSCOMMAND`` (a file read by ``cat``); none is in an argument list.
+
+Usage (after ``prepare.py``)::
+
+    .venv/bin/python benchmarks/run.py --work benchmarks/work/100MB
+    .venv/bin/python benchmarks/run.py --work benchmarks/work/1GB --readme
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "work"
+README = HERE / "README.md"
+COMPONENT = "database.sql"
+TOOLS = ("strongroom", "restic", "borg")
+MB = 1_000_000
+MIB = 1 << 20
+
+
+# --- measuring a child ----------------------------------------------------------------
+
+
+@dataclass
+class Measurement:
+    """One child process: wall seconds, CPU seconds (user + system), peak RSS bytes, exit status."""
+
+    wall: float
+    cpu: float
+    peak_rss: int
+    status: int
+    output: str
+
+
+def measure(argv: list[str], *, env: dict[str, str], stdin: Path | None = None, stdout: Path | None = None,
+            cwd: Path | None = None) -> Measurement:
+    """Run ``argv`` and return its measurement. Raises RuntimeError (with its stderr) when it fails."""
+    stdin_handle = open(stdin, "rb") if stdin else subprocess.DEVNULL
+    stdout_handle = open(stdout, "wb") if stdout else subprocess.PIPE
+    error_file = tempfile.TemporaryFile()
+    try:
+        started = time.monotonic()
+        process = subprocess.Popen(argv, stdin=stdin_handle, stdout=stdout_handle, stderr=error_file, env=env, cwd=cwd)
+        output = process.stdout.read() if process.stdout else b""
+        _, wait_status, usage = os.wait4(process.pid, 0)
+        wall = time.monotonic() - started
+        process.returncode = os.waitstatus_to_exitcode(wait_status)
+        error_file.seek(0)
+        error = error_file.read()
+    finally:
+        error_file.close()
+        if stdin:
+            stdin_handle.close()  # type: ignore[union-attr]
+        if stdout:
+            stdout_handle.close()  # type: ignore[union-attr]
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])} failed ({process.returncode}): {error.decode(errors='replace')[-2000:]}")
+    return Measurement(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, 0, output.decode(errors="replace"))
+
+
+def tree_bytes(path: Path) -> int:
+    """The total size of the files under ``path`` (what ``du -sb`` counts, without directories)."""
+    total = 0
+    for directory, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(8 * MIB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- the tools ------------------------------------------------------------------------
+
+
+class Tool:
+    """A backup tool driven through child processes: init, back up a day, restore the latest."""
+
+    name = ""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / self.name
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True, mode=0o700)
+        self.repository = self.root / "repo"
+
+    def environment(self) -> dict[str, str]:
+        """The child's environment (no secret values, only file names)."""
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root), "LANG": "C.UTF-8"}
+
+    def init(self) -> None:
+        raise NotImplementedError
+
+    def backup(self, dump: Path, day: int) -> Measurement:
+        raise NotImplementedError
+
+    def restore(self, day: int, target: Path) -> Measurement:
+        """Restore day ``day`` into the new file ``target``."""
+        raise NotImplementedError
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+
+class Strongroom(Tool):
+    """strongroom's repository through its Python API, in a worker process of this script."""
+
+    name = "strongroom"
+
+    def _worker(self, *arguments: str) -> list[str]:
+        return [sys.executable, str(Path(__file__).resolve()), "worker", str(self.root), *arguments]
+
+    def init(self) -> None:
+        measure(self._worker("init"), env=self.environment())
+
+    def backup(self, dump: Path, day: int) -> Measurement:
+        return measure(self._worker("backup", str(day)), env=self.environment(), stdin=dump)
+
+    def restore(self, day: int, target: Path) -> Measurement:
+        return measure(self._worker("restore", str(day), str(target)), env=self.environment())
+
+    def version(self) -> str:
+        try:
+            commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                    check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            commit = "unknown"
+        return f"strongroom (git {commit}), Python {platform.python_version()}"
+
+
+class Restic(Tool):
+    """restic: repository format 2 (zstd ``auto``), ``backup --stdin``, ``restore``."""
+
+    name = "restic"
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.password_file = self.root / "password"
+        self.password_file.write_text(secrets.token_urlsafe(24))
+        self.password_file.chmod(0o600)
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **super().environment(),
+            "RESTIC_REPOSITORY": str(self.repository),
+            "RESTIC_PASSWORD_FILE": str(self.password_file),
+            "RESTIC_CACHE_DIR": str(self.root / "cache"),
+        }
+
+    def init(self) -> None:
+        measure(["restic", "init", "--repository-version", "2"], env=self.environment())
+
+    def backup(self, dump: Path, day: int) -> Measurement:
+        return measure(
+            ["restic", "backup", "--quiet", "--host", "benchmark", "--tag", f"day{day}", "--stdin", "--stdin-filename", COMPONENT],
+            env=self.environment(), stdin=dump,
+        )
+
+    def restore(self, day: int, target: Path) -> Measurement:
+        into = target.parent / f"{target.name}.d"
+        result = measure(["restic", "restore", "--quiet", "--tag", f"day{day}", "latest", "--target", str(into)],
+                         env=self.environment())
+        (into / COMPONENT).rename(target)
+        shutil.rmtree(into)
+        return result
+
+    def version(self) -> str:
+        return subprocess.run(["restic", "version"], capture_output=True, text=True, check=True).stdout.split(" compiled")[0]
+
+
+class Borg(Tool):
+    """borg: ``init -e repokey``, ``create --compression zstd,3`` (default chunker) from stdin, ``extract``."""
+
+    name = "borg"
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.password_file = self.root / "password"
+        self.password_file.write_text(secrets.token_urlsafe(24))
+        self.password_file.chmod(0o600)
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **super().environment(),
+            "BORG_REPO": str(self.repository),
+            "BORG_PASSCOMMAND": f"cat {self.password_file}",
+            "BORG_BASE_DIR": str(self.root / "home"),
+            "BORG_DISPLAY_PASSPHRASE": "no",
+        }
+
+    def init(self) -> None:
+        measure(["borg", "init", "--encryption", "repokey"], env=self.environment())
+
+    def backup(self, dump: Path, day: int) -> Measurement:
+        return measure(["borg", "create", "--compression", "zstd,3", "--stdin-name", COMPONENT, f"::day{day}", "-"],
+                       env=self.environment(), stdin=dump)
+
+    def restore(self, day: int, target: Path) -> Measurement:
+        into = target.parent / f"{target.name}.d"
+        into.mkdir()
+        result = measure(["borg", "extract", f"::day{day}", COMPONENT], env=self.environment(), cwd=into)
+        (into / COMPONENT).rename(target)
+        shutil.rmtree(into)
+        return result
+
+    def version(self) -> str:
+        return subprocess.run(["borg", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+TOOL_CLASSES: dict[str, type[Tool]] = {"strongroom": Strongroom, "restic": Restic, "borg": Borg}
+
+
+# --- the strongroom worker (runs in the child) ---------------------------------------
+
+
+def worker(root: Path, action: str, arguments: list[str]) -> int:
+    """Init, back up standard input, or restore, in a strongroom repository under ``root``. Prints JSON."""
+    import pyrage
+
+    from strongroom.config.schema import RepositoryConfig
+    from strongroom.repository.keys import WriterKey, load_identities
+    from strongroom.repository.repository import Repository
+    from strongroom.storage.layers import open_backend
+
+    settings = root / "config.json"
+    if action == "init":
+        identity = pyrage.x25519.Identity.generate()
+        identity_file = root / "identity.txt"
+        descriptor = os.open(identity_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as stream:
+            stream.write(f"{identity}\n")
+        recipient = str(identity.to_public())
+        _, writer_key = Repository.init(open_backend(str(root / "repo"), create=True), recipients=[recipient])
+        writer_key.save(root / "writer.key")
+        settings.write_text(json.dumps({"url": str(root / "repo"), "writer_key": str(root / "writer.key"),
+                                        "writer_fingerprint": writer_key.fingerprint, "recipients": [recipient]}))
+        print(json.dumps({"fingerprint": writer_key.fingerprint}))
+        return 0
+    config = RepositoryConfig(**json.loads(settings.read_text()))
+    if action == "backup":
+        repository = Repository.open(open_backend(config.url), config, writer_key=WriterKey.load(config.writer_key))
+        with repository.begin_snapshot() as writer:
+            statistics = writer.add_record_stream(COMPONENT, sys.stdin.buffer, kind="mariadb-dump")
+            info = writer.commit({"benchmark_day": int(arguments[0])})
+        print(json.dumps({"snapshot": info.short_id, "size": statistics.size, "records": statistics.chunks,
+                          "new_records": statistics.new_chunks, "new_bytes": statistics.new_bytes,
+                          "stored_bytes": info.stored_bytes}))
+        return 0
+    if action == "restore":
+        day, target = int(arguments[0]), Path(arguments[1])
+        repository = Repository.open(open_backend(config.url), config, identities=load_identities(root / "identity.txt"))
+        listing = repository.list_snapshots()
+        chosen = None
+        for header in listing.snapshots:
+            snapshot = repository.load_snapshot_by_name(header.name)
+            if snapshot.body.get("manifest", {}).get("benchmark_day") == day:
+                chosen = snapshot
+        if chosen is None:
+            raise SystemExit(f"no snapshot of day {day}")
+        restored = repository.restore_component(chosen, COMPONENT, target)
+        print(json.dumps({"size": restored.size, "seconds": restored.seconds}))
+        return 0
+    raise SystemExit(f"unknown worker action {action!r}")
+
+
+# --- the benchmark --------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One tool's backup of one day, or its restore."""
+
+    tool: str
+    day: int
+    size: int
+    wall: float
+    cpu: float
+    peak_rss: int
+    added: int
+
+    @property
+    def throughput(self) -> float:
+        """MB/s of dump read (backup) or written (restore)."""
+        return self.size / MB / self.wall if self.wall else 0.0
+
+
+def machine() -> str:
+    """The CPU count and model name."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), {model}"
+
+
+def run_benchmark(work: Path, tools: list[str], log: Any) -> dict[str, Any]:
+    """Back up every day with every tool, restore the last day, check it; return all results."""
+    prepared = json.loads((work / "prepare.json").read_text())
+    days = [entry["day"] for entry in prepared["days"]]
+    dumps = {day: work / f"day{day}.sql" for day in days}
+    scratch = work / "run"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(mode=0o700)
+    instances = {name: TOOL_CLASSES[name](scratch) for name in tools}
+    for tool in instances.values():
+        tool.init()
+    backups: list[Row] = []
+    extra: dict[str, list[str]] = {name: [] for name in tools}
+    for day in days:
+        size = dumps[day].stat().st_size
+        for name, tool in instances.items():
+            before = tree_bytes(tool.repository)
+            result = tool.backup(dumps[day], day)
+            row = Row(name, day, size, result.wall, result.cpu, result.peak_rss, tree_bytes(tool.repository) - before)
+            backups.append(row)
+            if result.output.strip() and name == "strongroom":
+                extra[name].append(result.output.strip())
+            log(f"day {day} {name:10s} {row.throughput:7.1f} MB/s  cpu {row.cpu:6.1f} s  "
+                f"peak {row.peak_rss / MIB:6.0f} MiB  added {row.added / MB:9.2f} MB")
+    last = days[-1]
+    expected = file_digest(dumps[last])
+    restores: list[Row] = []
+    for name, tool in instances.items():
+        target = scratch / f"restored-{name}.sql"
+        result = tool.restore(last, target)
+        if file_digest(target) != expected:
+            raise RuntimeError(f"{name} restored day {last} with different content")
+        restores.append(Row(name, last, target.stat().st_size, result.wall, result.cpu, result.peak_rss, 0))
+        target.unlink()
+        log(f"restore day {last} {name:10s} {result.wall:6.1f} s  cpu {result.cpu:6.1f} s  peak {result.peak_rss / MIB:6.0f} MiB (identical)")
+    return {
+        "prepared": prepared,
+        "backups": [asdict(row) for row in backups],
+        "restores": [asdict(row) for row in restores],
+        "strongroom_statistics": extra.get("strongroom", []),
+        "versions": {name: tool.version() for name, tool in instances.items()},
+        "machine": machine(),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# --- reporting ------------------------------------------------------------------------
+
+
+def _ratio(value: float, reference: float) -> str:
+    return f"{value / reference:.2f}x" if reference else "n/a"
+
+
+def _size(value: float) -> str:
+    if value >= 100 * MB:
+        return f"{value / MB:.0f} MB"
+    if value >= MB:
+        return f"{value / MB:.1f} MB"
+    return f"{value / 1000:.0f} kB"
+
+
+def render(results: dict[str, Any]) -> tuple[str, list[tuple[str, bool, str]]]:
+    """The Markdown tables and the target checks (description, met, detail)."""
+    backups = [Row(**row) for row in results["backups"]]
+    restores = [Row(**row) for row in results["restores"]]
+    prepared = results["prepared"]
+    limits = {entry["day"]: entry.get("changed", {}) for entry in prepared["days"]}
+    by = {(row.tool, row.day): row for row in backups}
+    lines = [
+        "| day | tool | dump | MB/s | vs restic | CPU s | vs restic | peak RSS | vs restic | added to repo | vs restic | vs changed rows (zstd -3) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in backups:
+        reference = by.get(("restic", row.day))
+        limit = limits.get(row.day, {}).get("zstd3_bytes")
+        lines.append(
+            f"| {row.day} | {row.tool} | {_size(row.size)} | {row.throughput:.0f} | "
+            f"{_ratio(row.throughput, reference.throughput) if reference else 'n/a'} | {row.cpu:.1f} | "
+            f"{_ratio(row.cpu, reference.cpu) if reference else 'n/a'} | {row.peak_rss / MIB:.0f} MiB | "
+            f"{_ratio(row.peak_rss, reference.peak_rss) if reference else 'n/a'} | {_size(row.added)} | "
+            f"{_ratio(row.added, reference.added) if reference else 'n/a'} | "
+            f"{_ratio(row.added, limit) if limit else '-'} |"
+        )
+    restic_restore = next((row for row in restores if row.tool == "restic"), None)
+    lines += [
+        "",
+        "| restore of the last day | seconds | MB/s | vs restic (time) | CPU s | peak RSS |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in restores:
+        lines.append(
+            f"| {row.tool} | {row.wall:.1f} | {row.throughput:.0f} | "
+            f"{_ratio(row.wall, restic_restore.wall) if restic_restore else 'n/a'} | {row.cpu:.1f} | {row.peak_rss / MIB:.0f} MiB |"
+        )
+    lines += [
+        "",
+        "| day | lines that differ from the day before | their bytes | zstd -3 (the physical limit) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for entry in prepared["days"]:
+        changed = entry.get("changed")
+        if changed:
+            lines.append(f"| {entry['day']} | {changed['lines']:,} | {_size(changed['bytes'])} | {_size(changed['zstd3_bytes'])} |")
+    checks = targets(backups, restores, limits)
+    return "\n".join(lines), checks
+
+
+def targets(backups: list[Row], restores: list[Row], limits: dict[int, dict[str, int]]) -> list[tuple[str, bool, str]]:
+    """Check the issue's targets against the measurements: (target, met, numbers)."""
+    by = {(row.tool, row.day): row for row in backups}
+    days = sorted({row.day for row in backups})
+    checks: list[tuple[str, bool, str]] = []
+    if ("strongroom", 2) in by and ("restic", 2) in by and limits.get(2, {}).get("zstd3_bytes"):
+        ours, theirs, limit = by["strongroom", 2].added, by["restic", 2].added, limits[2]["zstd3_bytes"]
+        checks.append(("day 2 bytes added within 1.5x of the changed rows' zstd -3 size", ours <= 1.5 * limit,
+                       f"{_size(ours)} vs {_size(limit)}: {ours / limit:.2f}x"))
+        checks.append(("day 2 bytes added at least 30x less than restic", ours * 30 <= theirs,
+                       f"{_size(ours)} vs {_size(theirs)}: {theirs / max(ours, 1):.0f}x less"))
+    for day in days:
+        if ("strongroom", day) in by and ("restic", day) in by:
+            need = 1.2 if day == days[0] else 2.5
+            ratio = by["strongroom", day].throughput / by["restic", day].throughput
+            checks.append((f"day {day} throughput at least {need}x restic's", ratio >= need,
+                           f"{by['strongroom', day].throughput:.0f} vs {by['restic', day].throughput:.0f} MB/s: {ratio:.2f}x"))
+    ours_peak = [by["strongroom", day].peak_rss for day in days if ("strongroom", day) in by]
+    theirs_peak = [by["restic", day].peak_rss for day in days if ("restic", day) in by]
+    if ours_peak and theirs_peak:
+        ratio = max(ours_peak) / max(theirs_peak)
+        checks.append(("peak memory at most 1.5x restic's", ratio <= 1.5,
+                       f"{max(ours_peak) / MIB:.0f} vs {max(theirs_peak) / MIB:.0f} MiB: {ratio:.2f}x"))
+        growth = max(ours_peak) / min(ours_peak)
+        checks.append(("peak memory flat in the number of snapshots (within 10 % over the days)", growth <= 1.10,
+                       ", ".join(f"{value / MIB:.0f}" for value in ours_peak) + " MiB"))
+    ours_restore = next((row for row in restores if row.tool == "strongroom"), None)
+    theirs_restore = next((row for row in restores if row.tool == "restic"), None)
+    if ours_restore and theirs_restore:
+        checks.append(("restore at least as fast as restic's", ours_restore.wall <= theirs_restore.wall,
+                       f"{ours_restore.wall:.1f} vs {theirs_restore.wall:.1f} s"))
+    return checks
+
+
+def readme(results: dict[str, Any], tables: str, checks: list[tuple[str, bool, str]]) -> str:
+    """The README.md text: how to run, the machine, versions, date, the tables and the targets."""
+    prepared = results["prepared"]
+    versions = "\n".join(f"- {text}" for text in results["versions"].values())
+    check_lines = "\n".join(f"| {what} | {'met' if met else '**not met**'} | {detail} |" for what, met, detail in checks)
+    dumps = ", ".join(f"day {entry['day']} {_size(entry['dump']['bytes'])}" for entry in prepared["days"])
+    return f"""# Benchmarks: strongroom's repository against restic and borg
+
+These are measurements, not tests (pytest never collects them). They back up the
+same passbolt-like dumps with strongroom, restic and borg, side by side in one run,
+and report ratios against restic.
+
+## How to run
+
+```sh
+.venv/bin/python benchmarks/prepare.py --size 100MB --work benchmarks/work/100MB   # about 2 minutes
+.venv/bin/python benchmarks/run.py --work benchmarks/work/100MB
+.venv/bin/python benchmarks/prepare.py --size 1GB --work benchmarks/work/1GB       # the published numbers
+.venv/bin/python benchmarks/run.py --work benchmarks/work/1GB --readme
+```
+
+`prepare.py` starts a throwaway MariaDB server, creates a sandbox passbolt database of
+the given size, and dumps it with strongroom's dumper (one row per line) as day 1.
+For days 2 and 3 it changes the database in SQL first: about 1 % of the secrets
+rewritten with fresh OpenPGP messages to their users' keys, about 0.5 % rows added to
+each of secrets, resources, permissions and action_logs, about 0.1 % deleted (resources
+soft-deleted); ids are random UUIDs, so changes are scattered through the dump. It
+measures the physical limit of a day: the zstd -3 size of exactly the lines of day N
+that day N-1 lacks. Data and repositories stay in `benchmarks/work/` (git-ignored).
+
+`run.py` runs every backup and restore as its own child process reading the same dump
+file on standard input: strongroom through its Python API (a worker process of
+`run.py`: `Repository.open`, `begin_snapshot`, `add_record_stream`, `commit`),
+`restic backup --stdin` (repository format 2, compression `auto`, password from
+`RESTIC_PASSWORD_FILE`), and `borg create --compression zstd,3 -` (`init -e repokey`,
+default chunker, passphrase through `BORG_PASSCOMMAND`). It measures wall time (MB/s of
+dump), CPU seconds (user + system of the child, from `wait4`), peak memory (the child's
+maximum resident set size) and the bytes the repository directory grew by. It then
+restores the last day with `restore_component`, `restic restore` and `borg extract`
+into a file and checks it is identical to the dump. The dump files are in the page
+cache for every tool; the machine is shared, so take single runs as indications
+within about 10 %.
+
+## Results
+
+- date: {results['date']}
+- machine: {results['machine']}
+- data: sandbox of {prepared['size'] / MB:.0f} MB row data (seed {prepared['seed']}), MariaDB {prepared.get('server_version', '?')}; dumps: {dumps}
+{versions}
+
+{tables}
+
+## Targets (from the issue)
+
+| target | result | measured |
+| --- | --- | --- |
+{check_lines}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, as ``worker``, one strongroom step). Returns the exit status."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments and arguments[0] == "worker":
+        return worker(Path(arguments[1]), arguments[2], arguments[3:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=WORK, help="the directory prepare.py wrote (default benchmarks/work)")
+    parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of strongroom,restic,borg")
+    parser.add_argument("--readme", action="store_true", help="write the results to benchmarks/README.md")
+    options = parser.parse_args(arguments)
+    tools = [name.strip() for name in options.tools.split(",") if name.strip()]
+    unknown = [name for name in tools if name not in TOOL_CLASSES]
+    if unknown:
+        parser.error(f"unknown tools: {', '.join(unknown)}")
+    for name in tools:
+        if name != "strongroom" and shutil.which(name) is None:
+            parser.error(f"{name} is not installed (Debian: apt-get install {name})")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    options.work = options.work.resolve()
+    results = run_benchmark(options.work, tools, log)
+    (options.work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    tables, checks = render(results)
+    print(tables)
+    print()
+    for what, met, detail in checks:
+        print(f"- {what}: {'met' if met else 'NOT MET'} ({detail})")
+    if options.readme:
+        README.write_text(readme(results, tables, checks))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
