@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from strongroom.drill.checks import RestoredDatabase, RestoredFiles, SnapshotFac
 from strongroom.drill.sqlguard import UnsafeDumpError, guard_dump
 from strongroom.sandbox import Sandbox, create_sandbox, openpgp
 from strongroom.source.dump import open_dump
+from strongroom.source.sqlmerge import merge_inserts
 
 SMALL = 1_000_000
 _names = itertools.count()
@@ -47,8 +48,15 @@ def _make_instance(request: pytest.FixtureRequest, tmp_path: Path, engine: str) 
     return Instance(sandbox, server, engine)
 
 
+@pytest.fixture(scope="module", params=["mariadb", "postgresql"])
+def shared_instance(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Instance:
+    """One sandbox per engine for the tests that do not change it."""
+    return _make_instance(request, tmp_path_factory.mktemp("shared"), request.param)
+
+
 @pytest.fixture(params=["mariadb", "postgresql"])
-def instance(request: pytest.FixtureRequest, tmp_path: Path) -> Instance:
+def own_instance(request: pytest.FixtureRequest, tmp_path: Path) -> Instance:
+    """A sandbox of the test's own, which it may break."""
     return _make_instance(request, tmp_path, request.param)
 
 
@@ -84,12 +92,15 @@ def _restored_files(instance: Instance, directory: Path) -> RestoredFiles:
 
 
 def _load(instance: Instance, data: bytes) -> RestoredDatabase:
-    """Load the dump, through sqlguard, into a fresh database on the same throwaway server."""
+    """Load the dump as a drill does (dump → sqlguard → sqlmerge → client) into a fresh database."""
     name = f"drill_{next(_names)}"
     target = instance.server.create_database(name, user=name)
     dialect = "postgresql" if instance.engine == "postgresql" else "mariadb"
     chunks = (data[i : i + 65536] for i in range(0, len(data), 65536))
-    load_dump(target, guard_dump(chunks, dialect, database=name), bin_dir=instance.server.bin_dir)
+    stream = guard_dump(chunks, dialect, database=name)
+    if dialect == "mariadb":
+        stream = merge_inserts(stream)
+    load_dump(target, stream, bin_dir=instance.server.bin_dir)
     return _database(target, instance.engine)
 
 
@@ -138,7 +149,8 @@ def _execute(instance: Instance, *statements: str) -> None:
         connection.close()
 
 
-def test_a_good_instance_passes_every_check(instance: Instance, tmp_path: Path) -> None:
+def test_a_good_instance_passes_every_check(shared_instance: Instance, tmp_path: Path) -> None:
+    instance = shared_instance
     results = _drill(instance, tmp_path)
     for result in results.values():
         assert result.status is Status.PASS, (result.name, result.reason)
@@ -152,7 +164,8 @@ def test_a_good_instance_passes_every_check(instance: Instance, tmp_path: Path) 
     assert all(isinstance(result.to_dict()["status"], str) for result in results.values())
 
 
-def test_broken_variants_fail_their_own_check(instance: Instance, tmp_path: Path) -> None:
+def test_broken_variants_fail_their_own_check(shared_instance: Instance, tmp_path: Path) -> None:
+    instance = shared_instance
     data, dumped, live = _dump(instance)
     counts = (dumped, live)
 
@@ -190,7 +203,8 @@ def test_broken_variants_fail_their_own_check(instance: Instance, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_missing_table_and_orphaned_key_fail_their_own_check(instance: Instance, tmp_path: Path) -> None:
+def test_missing_table_and_orphaned_key_fail_their_own_check(own_instance: Instance, tmp_path: Path) -> None:
+    instance = own_instance
     # A dump missing a table: the instance lost `favorites` before the backup (live counts agree).
     _execute(instance, "DROP TABLE favorites")
     results = _drill(instance, tmp_path)
@@ -225,8 +239,9 @@ def test_missing_table_and_orphaned_key_fail_their_own_check(instance: Instance,
     ids=["into-outfile", "shell-escape"],
 )
 def test_hostile_dump_is_refused_and_writes_no_file(
-    instance: Instance, tmp_path: Path, make_line: Callable[[Path], str], kind: str
+    shared_instance: Instance, tmp_path: Path, make_line: Callable[[Path], str], kind: str
 ) -> None:
+    instance = shared_instance
     data, _, _ = _dump(instance)
     target = tmp_path / "owned.txt"
     hostile = make_line(target).encode()

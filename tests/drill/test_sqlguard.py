@@ -7,6 +7,7 @@ import time
 import pytest
 
 from strongroom.drill.sqlguard import (
+    GuardStatistics,
     SqlGuard,
     UnsafeDumpError,
     guard_dump,
@@ -356,3 +357,27 @@ def test_throughput_on_a_row_heavy_dump() -> None:
     print(f"sqlguard: {len(dump) / 1e6:.1f} MB in {seconds:.2f} s = {rate:.0f} MB/s")
     assert guard.statistics.rows == 40_000
     assert rate > 20  # a floor far below the measured rate, so a loaded machine does not fail it
+
+
+def test_mapped_mysql8_dump_loads_into_mariadb(mariadb_server) -> None:  # type: ignore[no-untyped-def]
+    """A MySQL 8 table definition fails on MariaDB as it is and loads once its collations are mapped."""
+    from strongroom.dbserver.load import load_dump
+    from strongroom.errors import DatabaseError
+
+    dump = (
+        b"/*!40101 SET NAMES utf8mb4 */;\n"
+        b"DROP TABLE IF EXISTS `t`;\n"
+        b"CREATE TABLE `t` (\n  `id` char(36) NOT NULL,\n  `name` varchar(20) COLLATE utf8mb4_0900_ai_ci,\n"
+        b"  PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_ai_ci;\n"
+        b"INSERT INTO `t` VALUES ('1','ada');\n"
+    )
+    target = mariadb_server.create_database("sqlguard_collations", user="sqlguard_collations")
+    with pytest.raises(DatabaseError, match="0900"):
+        load_dump(target, guard_dump([dump], "mariadb"), bin_dir=mariadb_server.bin_dir)
+    statistics = GuardStatistics()
+    load_dump(
+        target,
+        guard_dump([dump], "mariadb", map_mysql8_collations=True, statistics=statistics),
+        bin_dir=mariadb_server.bin_dir,
+    )
+    assert statistics.mapped_collations == {"utf8mb4_0900_ai_ci": 2}
