@@ -144,7 +144,7 @@ class RestoredFiles:
         for role, name in ROLE_FILE_NAMES.items():
             path = directory / name
             found[role] = path if path.is_file() else None
-        return cls(**found, original_paths=dict(original_paths or {}))  # type: ignore[arg-type]
+        return cls(**found, original_paths=dict(original_paths or {}))
 
 
 @dataclass(frozen=True)

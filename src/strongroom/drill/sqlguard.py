@@ -210,7 +210,7 @@ _MYSQL_REFUSED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("CREATE USER", r"\b(?:CREATE|ALTER|DROP|RENAME)\s+USER\b"),
         ("CREATE ROLE", r"\bCREATE\s+ROLE\b"),
         ("SET PASSWORD", r"\bSET\s+PASSWORD\b"),
-        ("SET GLOBAL", r"\bSET\s+(?:@@)?GLOBAL\b|@@GLOBAL\s*\."),
+        ("SET GLOBAL", r"\bSET\s+(?:@@)?(?:GLOBAL|PERSIST|PERSIST_ONLY)\b|@@(?:GLOBAL|PERSIST|PERSIST_ONLY)\s*\."),
         ("INSTALL PLUGIN", r"\b(?:INSTALL|UNINSTALL)\s+(?:PLUGIN|SONAME)\b"),
         ("CREATE SERVER", r"\bCREATE\s+SERVER\b"),
         ("SHUTDOWN", r"\bSHUTDOWN\b"),
@@ -222,7 +222,7 @@ _MYSQL_REFUSED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 _MYSQL_ALLOWED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern, re.IGNORECASE | re.DOTALL))
     for name, pattern in (
-        ("SET", r"SET\s+(?!GLOBAL\b|PASSWORD\b|ROLE\b|DEFAULT\s+ROLE\b|STATEMENT\b)"),
+        ("SET", r"SET\s+(?!GLOBAL\b|PERSIST\b|PERSIST_ONLY\b|PASSWORD\b|ROLE\b|DEFAULT\s+ROLE\b|STATEMENT\b)"),
         ("DROP TABLE IF EXISTS", r"DROP\s+TABLE\s+IF\s+EXISTS\s"),
         ("DROP VIEW IF EXISTS", r"DROP\s+VIEW\s+IF\s+EXISTS\s"),
         ("CREATE TABLE", r"CREATE\s+TABLE\s"),
@@ -339,6 +339,15 @@ _PG_KIND_NAMES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     )
 )
 
+# Client character sets with multi-byte characters whose second byte can be 0x5C (MySQL and PostgreSQL names).
+_UNSAFE_CHARSET = re.compile(
+    r"(?<![a-z0-9])(?:big5|cp932|gbk|sjis|gb18030|shift_jis(?:_2004)?|uhc|johab|eucjpms)(?![a-z0-9])", re.IGNORECASE
+)
+# In the code of a MariaDB SET (strings blanked to ''): a call, a hex or bit literal, strings side by side.
+# mariadb-dump sets plain values; these are how a value could be built that the text does not show.
+_SET_EXPRESSION = re.compile(r"\(|\b0[xb][0-9a-f]|\b[xb]''|''\s*''", re.IGNORECASE)
+_NON_STANDARD_STRINGS = re.compile(r"standard_conforming_strings\s*(?:=|TO)\s*'?(?:off|false|0)\b", re.IGNORECASE)
+
 _PG_META_LINE = re.compile(rb"\\(restrict|unrestrict|connect|c)(?:[ \t]+([^\r\n]*?))?[ \t]*\r?\n")
 _PG_RESTRICT_KEY = re.compile(rb"[A-Za-z0-9]{1,128}")
 _PG_COPY_END = b"\\.\n"
@@ -354,7 +363,7 @@ def _match_kind(code: str, table: tuple[tuple[str, re.Pattern[str]], ...]) -> st
 # Words at least one of which every refused pattern contains: a quick test before the patterns.
 _MYSQL_REFUSED_WORDS = (
     "OUTFILE", "DUMPFILE", "LOAD", "GRANT", "REVOKE", "USER", "ROLE", "PASSWORD", "GLOBAL",
-    "PLUGIN", "SONAME", "SERVER", "SHUTDOWN", "PREPARE", "EXECUTE",
+    "PLUGIN", "SONAME", "SERVER", "SHUTDOWN", "PREPARE", "EXECUTE", "PERSIST",
 )
 _PG_REFUSED_WORDS = (
     "PROGRAM", "LO_IMPORT", "LO_EXPORT", "PG_READ", "PG_LS_", "PG_STAT_FILE", "PG_EXECUTE", "DBLINK",
@@ -465,7 +474,7 @@ class SqlGuard:
                 raise UnsafeDumpError("a COPY without its end marker (\\.)", self._statement_line, "")
             elif self._pending:
                 pending, self._pending = self._pending, b""
-                self._handle_lines(pending + b"\n", out, final=True)
+                self._handle_lines(pending + b"\n", out)
                 # The added newline is not part of the dump.
                 if out and out[-1].endswith(b"\n"):
                     out[-1] = out[-1][:-1]
@@ -504,7 +513,7 @@ class SqlGuard:
             self.statistics.rows += 1
             data = data[end + 1 :]
         buffer = self._pending + data if self._pending else data
-        consumed = self._handle_lines(buffer, out, final=False)
+        consumed = self._handle_lines(buffer, out)
         rest = buffer[consumed:]
         if len(rest) > self.max_statement_bytes:
             if self._in_copy:
@@ -517,7 +526,7 @@ class SqlGuard:
             self._pending = rest
         return b"".join(out)
 
-    def _handle_lines(self, buffer: bytes, out: list[bytes], *, final: bool) -> int:
+    def _handle_lines(self, buffer: bytes, out: list[bytes]) -> int:
         """Check the whole lines in ``buffer``; append what passes to ``out``; return bytes consumed."""
         position = 0
         length = len(buffer)
@@ -544,7 +553,8 @@ class SqlGuard:
             if mysql and not self._statement and buffer.startswith(b"INSERT INTO ", position):
                 # The hot path: one call checks a whole run of INSERT lines.
                 if self._delimiter == ";":
-                    run_end = block.match(buffer, position).end()
+                    run = block.match(buffer, position)
+                    run_end = run.end() if run is not None else position
                     if run_end > position:
                         rows = buffer.count(b"\n", position, run_end)
                         self._line += rows
@@ -627,8 +637,8 @@ class SqlGuard:
                 self._statement_line,
                 _excerpt(self._statement[0]),
             )
-        delimiter = self._delimiter.encode("utf-8") if self._mysql else b";"
-        if len(self._statement) > 1 and not line.rstrip().endswith(delimiter):
+        terminator = self._delimiter.encode("utf-8") if self._mysql else b";"
+        if len(self._statement) > 1 and not line.rstrip().endswith(terminator):
             return b""  # cannot end the statement: lexed once it can (keeps long statements linear)
         text = b"".join(self._statement).decode("utf-8", "surrogateescape")
         lexed = self._lex(text)
@@ -778,8 +788,12 @@ class SqlGuard:
                 raise UnsafeDumpError("CREATE TABLE ... SELECT", line, _excerpt(statement))
             if kind == "CREATE ROUTINE" and self._delimiter == ";" and ";" in inner:
                 raise UnsafeDumpError("a routine body outside DELIMITER", line, _excerpt(statement))
-            if kind == "SET" and _SQL_MODE.search(inner):
-                self._follow_sql_mode(statement)
+            if kind == "SET":
+                if _SET_EXPRESSION.search(inner):
+                    raise UnsafeDumpError("SET with an expression (a dump sets plain values)", line, _excerpt(statement))
+                self._check_set(statement)
+                if _SQL_MODE.search(inner):
+                    self._follow_sql_mode(statement)
         else:
             if _PG_COPY.match(body):
                 self.statistics.statements["COPY"] += 1
@@ -792,11 +806,33 @@ class SqlGuard:
             if ";" in inner:
                 raise UnsafeDumpError("several statements on one line", line, _excerpt(statement))
             kind = _match_kind(body, _PG_ALLOWED)
+            if kind == "SET":
+                self._check_set(statement)
         if kind is None:
             table = _MYSQL_KIND_NAMES if self._mysql else _PG_KIND_NAMES
             named = _match_kind(body, table) or f"the statement {_first_words(body)!r}"
             raise UnsafeDumpError(named, line, _excerpt(statement))
         self.statistics.statements[kind] += 1
+
+    def _check_set(self, statement: bytes) -> None:
+        """Refuse a SET that would make the client lex the rest of the dump differently from the guard.
+
+        The guard reads bytes; a client whose character set has multi-byte characters
+        ending in 0x5C (a backslash) would see a quote where the guard sees an escape, so
+        such character sets are refused. PostgreSQL dumps always turn
+        ``standard_conforming_strings`` on; off would make ``\\'`` an escape for psql only.
+        """
+        # Backslashes out: 'gb\\k' is gbk to MySQL.
+        text = statement.decode("utf-8", "replace").replace("\\", "")
+        unsafe = _UNSAFE_CHARSET.search(text)
+        if unsafe is not None:
+            raise UnsafeDumpError(
+                f"SET of the character set {unsafe.group().lower()} (its characters can hide a quote)",
+                self._statement_line,
+                _excerpt(statement),
+            )
+        if not self._mysql and _NON_STANDARD_STRINGS.search(text):
+            raise UnsafeDumpError("SET standard_conforming_strings = off", self._statement_line, _excerpt(statement))
 
     def _follow_sql_mode(self, statement: bytes) -> None:
         """Follow SQL_MODE: under NO_BACKSLASH_ESCAPES a backslash in a string is an ordinary character."""
