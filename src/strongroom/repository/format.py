@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from typing import Any
 
 import numpy as np
@@ -63,15 +64,24 @@ def parse_json(data: bytes, what: str) -> Any:
         raise IntegrityError(f"{what} holds no valid JSON") from None
 
 
+_compressors = threading.local()
+
+
 def compress(data: bytes | bytearray | memoryview) -> bytes:
-    """zstd level 3 of ``data``."""
-    return zstandard.ZstdCompressor(level=_COMPRESSION_LEVEL).compress(data)
+    """zstd level 3 of ``data`` (one compressor kept per thread; zstd releases the GIL while it works)."""
+    compressor = getattr(_compressors, "compressor", None)
+    if compressor is None:
+        compressor = _compressors.compressor = zstandard.ZstdCompressor(level=_COMPRESSION_LEVEL)
+    return compressor.compress(data)
 
 
 def decompress(data: bytes, what: str) -> bytes:
     """Undo :func:`compress`. Raises IntegrityError naming ``what`` when the frame is bad."""
+    decompressor = getattr(_compressors, "decompressor", None)
+    if decompressor is None:
+        decompressor = _compressors.decompressor = zstandard.ZstdDecompressor()
     try:
-        return zstandard.ZstdDecompressor().decompress(data)
+        return decompressor.decompress(data)
     except zstandard.ZstdError:
         raise IntegrityError(f"{what} does not decompress: it is damaged") from None
 

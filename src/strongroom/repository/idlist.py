@@ -70,9 +70,72 @@ class IdList:
         return bytes(output)
 
 
-def encode(base: str | None, depth: int, count: int, operations: list[int], literals: bytes | bytearray) -> bytes:
-    """The payload of a list object. ``operations`` is flat: start, count, start, count, ..."""
-    ops = np.asarray(operations, dtype="<i8")
+class ListBuilder:
+    """Builds a list object's operations and literal ids from records given a block at a time.
+
+    For each record, :meth:`feed` takes its position in the base list (-1 when the
+    base lacks it) and its id. A record whose position follows the previous
+    record's extends the open copy run; a record the base lacks extends the open
+    literal run. The work is vectorised over a block: Python runs once per run,
+    not once per record.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.literals = bytearray()
+        self._operations: list[np.ndarray] = []
+        self._open_start = 0  # the open run: LITERAL, or the base position it starts at
+        self._open_length = 0  # 0: no open run
+        self._expected = -2  # the base position that would extend the open copy run
+
+    def feed(self, positions: np.ndarray, ids: bytes | memoryview) -> None:
+        """Add records: ``positions`` (int64, -1 where the base lacks the record) and their ids (16 bytes each)."""
+        count = len(positions)
+        if count == 0:
+            return
+        self.count += count
+        literal = positions < 0
+        if literal.any():
+            literal_ids = np.frombuffer(ids, "S16", count)[literal]
+            self.literals += literal_ids.tobytes()
+        # a record starts a new run unless it extends the previous record's run
+        new = np.empty(count, dtype=bool)
+        new[1:] = np.where(literal[1:], ~literal[:-1], literal[:-1] | (positions[1:] != positions[:-1] + 1))
+        if self._open_length == 0:
+            new[0] = True
+        elif literal[0]:
+            new[0] = self._open_start != LITERAL
+        else:
+            new[0] = self._open_start == LITERAL or int(positions[0]) != self._expected
+        run_starts = np.flatnonzero(new)
+        if len(run_starts) == 0:  # everything extends the open run
+            self._open_length += count
+            self._expected += count if self._open_start != LITERAL else 0
+            return
+        closed: list[np.ndarray] = []
+        if run_starts[0] > 0 or self._open_length:
+            closed.append(np.array([[self._open_start, self._open_length + int(run_starts[0])]], dtype=np.int64))
+        lengths = np.diff(run_starts, append=count)
+        run_positions = np.where(literal[run_starts], LITERAL, positions[run_starts])
+        operations = np.stack((run_positions, lengths), axis=1)
+        closed.append(operations[:-1])
+        self._operations.extend(part for part in closed if len(part))
+        self._open_start, self._open_length = int(run_positions[-1]), int(lengths[-1])
+        self._expected = self._open_start + self._open_length if self._open_start != LITERAL else -2
+
+    def operations(self) -> np.ndarray:
+        """Every operation (an (n, 2) int64 array), the open run included."""
+        parts = list(self._operations)
+        if self._open_length:
+            parts.append(np.array([[self._open_start, self._open_length]], dtype=np.int64))
+        return np.concatenate(parts) if parts else np.empty((0, 2), dtype=np.int64)
+
+
+def encode(
+    base: str | None, depth: int, count: int, operations: list[int] | np.ndarray, literals: bytes | bytearray
+) -> bytes:
+    """The payload of a list object. ``operations``: flat (start, count, start, count, ...) or an (n, 2) array."""
+    ops = np.asarray(operations, dtype="<i8").reshape(-1)
     header = _HEADER.pack(
         1 if base else 0,
         bytes.fromhex(base) if base else bytes(32),

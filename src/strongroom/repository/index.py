@@ -178,47 +178,44 @@ class KnownIds:
     """The chunk ids the repository holds, for deduplication, in compact arrays.
 
     ``ids``: sorted unique ids found in the index when the run began (fixed for the run).
-    ``added``: sorted ids this run stored, merged from ``pending`` (a dictionary of the
-    newest ones) every :data:`MERGE_AT` ids, so memory stays near 16 bytes an id.
-    :meth:`base_positions` gives, aligned with ``ids``, each id's position in a base
-    list (4 bytes an id), which is how a record stream finds its copy ranges.
+    ``added``: the ids this run stored, as a few sorted levels (a level is merged into
+    the one before it when it grows as large), so memory stays near 16 bytes an id and
+    no Python object is kept per id. :meth:`base_positions` gives, aligned with
+    ``ids``, each id's position in a base list (4 bytes an id), which is how a record
+    stream finds its copy ranges.
     """
-
-    MERGE_AT = 1 << 18
 
     def __init__(self, ids: np.ndarray) -> None:
         self.ids = SortedIds.build(ids)
-        self.added = SortedIds.build(np.empty(0, "S16"))
-        self.pending: dict[bytes, None] = {}
+        self.added: list[SortedIds] = []
 
     def __len__(self) -> int:
-        return len(self.ids) + len(self.added) + len(self.pending)
+        return len(self.ids) + sum(len(level) for level in self.added)
 
-    def merge_pending(self) -> None:
-        """Move the newest ids into the sorted ``added`` set."""
-        if not self.pending:
+    def add_many(self, ids: np.ndarray) -> None:
+        """Record ``ids`` (S16, not yet known) as stored by this run."""
+        if len(ids) == 0:
             return
-        new = SortedIds.build(np.frombuffer(b"".join(self.pending), "S16"))
-        self.added = self.added.union(new)
-        self.pending.clear()
+        self.added.append(SortedIds.build(ids))
+        while len(self.added) > 1 and len(self.added[-2]) <= 2 * len(self.added[-1]):
+            last = self.added.pop()
+            self.added[-1] = self.added[-1].union(last)
 
     def add(self, chunk_id: bytes) -> None:
         """Record ``chunk_id`` as stored by this run."""
-        self.pending[chunk_id] = None
-        if len(self.pending) >= self.MERGE_AT:
-            self.merge_pending()
+        self.add_many(np.frombuffer(chunk_id, "S16"))
 
     def lookup(self, ids: np.ndarray, positions: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """For each of ``ids`` (S16): whether the repository (or this run, up to the last merge) holds it,
-        and its position in the base list described by ``positions`` (-1 when absent or no base)."""
+        """For each of ``ids`` (S16): whether the repository (or this run) holds it, and its
+        position in the base list described by ``positions`` (-1 when absent or no base)."""
         high, low = split_ids(ids)
         rows, found = self.ids.find(high, low)
         if positions is None or len(positions) == 0:
             base = np.full(len(ids), -1, dtype=np.int64)
         else:
             base = np.where(found, positions[rows], -1).astype(np.int64)
-        if len(self.added):
-            found |= self.added.find(high, low)[1]
+        for level in self.added:
+            found |= level.find(high, low)[1]
         return found, base
 
     def base_positions(self, base_ids: bytes) -> np.ndarray:
@@ -233,7 +230,5 @@ class KnownIds:
         return positions
 
     def __contains__(self, chunk_id: bytes) -> bool:
-        if chunk_id in self.pending:
-            return True
         found, _ = self.lookup(np.frombuffer(chunk_id, "S16"), None)
         return bool(found[0])

@@ -7,14 +7,16 @@ under the hash of its bytes. After every :data:`INDEX_EVERY_PACKS` packs, and at
 :meth:`PackWriter.flush`, an index object describing the saved packs is written.
 So the order in storage is always: data key, packs, then the index naming them.
 
-Compression, encryption and saving run on one worker thread, overlapping the
-caller's chunking and hashing (zstd and the AEAD release the GIL). At most
-:data:`MAX_QUEUED` batches wait for the worker, which bounds memory.
+Batches are compressed and sealed by a pool of :data:`SEAL_THREADS` threads (zstd
+and the AEAD release the GIL), overlapping the caller's chunking and hashing; one
+more thread takes the sealed batches in the order they were made, assembles the
+packs and saves them, so packs and index are the same whatever thread finished
+first. At most :data:`MAX_QUEUED` batches are in flight, which bounds memory.
 """
 
 from __future__ import annotations
 
-import itertools
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,7 +41,8 @@ from strongroom.storage.backend import Backend, Handle, ObjectType
 BATCH_TARGET = 1 << 20
 PACK_TARGET = 16 << 20
 INDEX_EVERY_PACKS = 8
-MAX_QUEUED = 4
+SEAL_THREADS = max(1, min(4, os.cpu_count() or 1))
+MAX_QUEUED = SEAL_THREADS + 3
 
 
 @dataclass
@@ -79,14 +82,16 @@ class PackWriter:
         # the batch being filled (caller's thread)
         self._batch = bytearray()
         self._batch_ids = bytearray()
-        self._batch_offsets: list[int] = []
-        # the worker's state
+        self._batch_offsets: list[np.ndarray] = []
+        # the sealing pool, and the one thread that assembles and saves packs in order
+        self._sealers = ThreadPoolExecutor(max_workers=SEAL_THREADS, thread_name_prefix="strongroom-seal")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strongroom-pack")
         self._slots = threading.BoundedSemaphore(MAX_QUEUED)
         self._futures: list[Future[None]] = []
-        self._pack = bytearray()
+        self._pack: list[bytes] = []
+        self._pack_size = 0
         self._pack_batches: list[tuple[int, int, bytes]] = []  # offset, length, batch id
-        self._pack_entries: list[tuple[bytes, list[int], int]] = []  # ids, offsets, plaintext length
+        self._pack_entries: list[tuple[bytes, np.ndarray, int]] = []  # ids, offsets, plaintext length
         self._saved_packs: list[str] = []
         self._saved_batches: list[np.ndarray] = []
         self._saved_entries: list[np.ndarray] = []
@@ -97,48 +102,70 @@ class PackWriter:
         if self._data_key is None:
             self._data_key = self._data_key_factory()
         self._batch_ids += chunk_id
-        self._batch_offsets.append(len(self._batch))
+        self._batch_offsets.append(np.array([len(self._batch)], dtype=np.int64))
         self._batch += data
         self.statistics.chunks += 1
         self.statistics.plaintext_bytes += len(data)
         if len(self._batch) >= BATCH_TARGET:
             self._submit_batch()
 
-    def add_many(self, chunk_ids: list[bytes], chunks: list[bytes]) -> None:
-        """Queue several new chunks at once (faster than :meth:`add` for many small records)."""
-        if not chunk_ids:
+    def add_records(self, chunk_ids: bytes, data: bytes | memoryview, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Queue several new chunks: chunk ``k`` is ``data[starts[k]:ends[k]]``, its id ``chunk_ids[16k:16k+16]``.
+
+        Chunks that follow each other in ``data`` are copied with one slice. Raises
+        what the worker raised, if it failed.
+        """
+        count = len(starts)
+        if count == 0:
             return
         if self._data_key is None:
             self._data_key = self._data_key_factory()
-        start = 0
-        while start < len(chunks):
+        view = memoryview(data)
+        starts = np.asarray(starts, dtype=np.int64)
+        ends = np.asarray(ends, dtype=np.int64)
+        lengths = ends - starts
+        cumulative = np.cumsum(lengths)
+        first = 0
+        while first < count:
             room = BATCH_TARGET - len(self._batch)
-            end = start
-            taken = 0
-            while end < len(chunks) and (taken < room or end == start):
-                taken += len(chunks[end])
-                end += 1
+            taken_before = int(cumulative[first - 1]) if first else 0
+            # the records up to the one that fills the batch (at least one)
+            last = int(np.searchsorted(cumulative, taken_before + room, side="left")) + 1
+            last = max(first + 1, min(last, count))
             base = len(self._batch)
-            offsets = list(itertools.accumulate((len(c) for c in chunks[start : end - 1]), initial=base))
-            self._batch_offsets.extend(offsets)
-            self._batch += b"".join(chunks[start:end])
-            self._batch_ids += b"".join(chunk_ids[start:end])
-            self.statistics.chunks += end - start
-            self.statistics.plaintext_bytes += taken
-            start = end
+            self._batch_offsets.append(base + cumulative[first:last] - lengths[first:last] - taken_before)
+            self._batch_ids += chunk_ids[first * 16 : last * 16]
+            piece_starts = starts[first:last]
+            piece_ends = ends[first:last]
+            breaks = np.flatnonzero(piece_starts[1:] != piece_ends[:-1]) + 1
+            run_starts = np.concatenate(([0], breaks)).tolist()
+            run_ends = np.concatenate((breaks, [last - first])).tolist()
+            start_list = piece_starts.tolist()
+            end_list = piece_ends.tolist()
+            for run_start, run_end in zip(run_starts, run_ends):
+                self._batch += view[start_list[run_start] : end_list[run_end - 1]]
+            self.statistics.chunks += last - first
+            self.statistics.plaintext_bytes += int(cumulative[last - 1]) - taken_before
+            first = last
             if len(self._batch) >= BATCH_TARGET:
                 self._submit_batch()
 
     def _submit_batch(self) -> None:
         if not self._batch_offsets:
             return
-        batch, ids, offsets = bytes(self._batch), bytes(self._batch_ids), self._batch_offsets
+        batch, ids = self._batch, bytes(self._batch_ids)
+        offsets = np.concatenate(self._batch_offsets)
         self._batch = bytearray()
         self._batch_ids = bytearray()
         self._batch_offsets = []
         self._raise_failures()
         self._slots.acquire()
-        self._futures.append(self._executor.submit(self._seal_batch, batch, ids, offsets))
+        try:
+            sealed = self._sealers.submit(self._seal_batch, batch, ids)
+            self._futures.append(self._executor.submit(self._add_to_pack, sealed, ids, offsets, len(batch)))
+        except BaseException:
+            self._slots.release()
+            raise
 
     def _raise_failures(self) -> None:
         remaining = []
@@ -151,20 +178,29 @@ class PackWriter:
 
     # --- worker thread ---
 
-    def _seal_batch(self, batch: bytes, ids: bytes, offsets: list[int]) -> None:
+    def _seal_batch(self, batch: bytearray, ids: bytes) -> tuple[bytes, bytes]:
+        """(batch id, sealed bytes) of one batch. Runs on a sealing thread."""
+        assert self._data_key is not None
+        key, key_name = self._data_key
+        hasher = keyed_hasher(self.id_key, b"strongroom batch id")
+        hasher.update(ids)
+        batch_id = hasher.digest(16)
+        return batch_id, seal(key, compress(batch), batch_associated_data(key_name, batch_id))
+
+    def _add_to_pack(self, sealed_future: Future[tuple[bytes, bytes]], ids: bytes, offsets: np.ndarray, plaintext_length: int) -> None:
+        """Append a sealed batch to the open pack, in submission order; save the pack when full."""
         try:
+            batch_id, sealed = sealed_future.result()
             assert self._data_key is not None
-            key, key_name = self._data_key
-            hasher = keyed_hasher(self.id_key, b"strongroom batch id")
-            hasher.update(ids)
-            batch_id = hasher.digest(16)
-            sealed = seal(key, compress(batch), batch_associated_data(key_name, batch_id))
             if not self._pack:
-                self._pack += pack_header(key_name)
-            self._pack_batches.append((len(self._pack), len(sealed), batch_id))
-            self._pack_entries.append((ids, offsets, len(batch)))
-            self._pack += sealed
-            if len(self._pack) >= PACK_TARGET:
+                header = pack_header(self._data_key[1])
+                self._pack.append(header)
+                self._pack_size = len(header)
+            self._pack_batches.append((self._pack_size, len(sealed), batch_id))
+            self._pack_entries.append((ids, offsets, plaintext_length))
+            self._pack.append(sealed)
+            self._pack_size += len(sealed)
+            if self._pack_size >= PACK_TARGET:
                 self._save_pack()
         finally:
             self._slots.release()
@@ -172,7 +208,8 @@ class PackWriter:
     def _save_pack(self) -> None:
         if not self._pack_batches:
             return
-        stored = bytes(self._pack)
+        stored = b"".join(self._pack)
+        self._pack = []
         name = object_name(stored)
         self.backend.save(Handle(ObjectType.DATA, name), stored)
         self.statistics.stored_bytes += len(stored)
@@ -190,11 +227,9 @@ class PackWriter:
             entries = np.zeros(len(offsets), ENTRY_DTYPE)
             entries["id"] = np.frombuffer(ids, "S16")
             entries["batch"] = batch_base + number
-            starts = np.asarray(offsets, dtype=np.int64)
-            entries["offset"] = starts
-            entries["length"] = np.diff(np.append(starts, plaintext_length))
+            entries["offset"] = offsets
+            entries["length"] = np.diff(offsets, append=plaintext_length)
             self._saved_entries.append(entries)
-        self._pack = bytearray()
         self._pack_batches = []
         self._pack_entries = []
         if len(self._saved_packs) >= INDEX_EVERY_PACKS:
@@ -240,6 +275,7 @@ class PackWriter:
         if not self._closed:
             self._closed = True
             self._executor.shutdown(wait=True, cancel_futures=True)
+            self._sealers.shutdown(wait=True, cancel_futures=True)
             for future in self._futures:
                 if future.done() and not future.cancelled():
                     try:

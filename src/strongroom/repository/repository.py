@@ -49,7 +49,7 @@ from strongroom.errors import (
     UsageError,
 )
 from strongroom.repository import idlist
-from strongroom.repository.chunker import ContentChunker, record_blocks
+from strongroom.repository.chunker import ContentChunker, record_spans
 from strongroom.repository.format import (
     CONFIG_MAGIC,
     CONFIG_SIGNATURE_DOMAIN,
@@ -665,7 +665,7 @@ class SnapshotWriter:
 
     def _store_new(self, chunk_id: bytes, data: bytes) -> int:
         """Store a chunk the repository lacks; return the bytes added (0 when it was known)."""
-        if chunk_id in self.known.pending:
+        if chunk_id in self.known:
             return 0
         self.packer.add(chunk_id, data)
         self.known.add(chunk_id)
@@ -686,64 +686,39 @@ class SnapshotWriter:
         base_name, base_depth, positions = self._base_for(name)
         hasher = content_hasher(self.writer_key.id_key)
         counter = RowCounter(kind)
-        chunk_key = self._chunk_key
-        new_hash = blake3.blake3
-        operations: list[int] = []
-        literals = bytearray()
-        run_start = -1  # start of the current copy run in the base list, -1: none
-        run_length = 0
-        literal_run = 0
-        expected = -2
-        size = chunks = new_chunks = new_bytes = 0
-        packer = self.packer
-        pending = self.known.pending
-        for records, raw in record_blocks(stream):
-            hasher.update(raw)
-            counter.feed(raw, records)
-            new_ids: list[bytes] = []
-            new_records: list[bytes] = []
-            size += len(raw)
-            ids = [new_hash(record, key=chunk_key).digest(16) for record in records]
-            chunks += len(ids)
-            found, base = self.known.lookup(np.frombuffer(b"".join(ids), "S16"), positions)
-            found_list = found.tolist()
-            for k, position in enumerate(base.tolist()):
-                if position >= 0:
-                    if position == expected:
-                        run_length += 1
-                        expected += 1
-                        continue
-                    if literal_run:
-                        operations += (idlist.LITERAL, literal_run)
-                        literal_run = 0
-                    if run_length:
-                        operations += (run_start, run_length)
-                    run_start, run_length, expected = position, 1, position + 1
-                    continue
-                if run_length:
-                    operations += (run_start, run_length)
-                    run_length, expected = 0, -2
-                chunk_id = ids[k]
-                literals += chunk_id
-                literal_run += 1
-                if not found_list[k] and chunk_id not in pending:
-                    pending[chunk_id] = None
-                    new_ids.append(chunk_id)
-                    new_records.append(records[k])
-            if new_ids:
-                packer.add_many(new_ids, new_records)
-                new_chunks += len(new_ids)
-                new_bytes += sum(map(len, new_records))
-                if len(pending) >= self.known.MERGE_AT:
-                    self.known.merge_pending()
-        if run_length:
-            operations += (run_start, run_length)
-        if literal_run:
-            operations += (idlist.LITERAL, literal_run)
+        builder = idlist.ListBuilder()
+        copy_id_hasher = blake3.blake3(key=self._chunk_key).copy
+        size = new_chunks = new_bytes = 0
+        for data, starts, ends in record_spans(stream):
+            view = memoryview(data)
+            hasher.update(view[: int(ends[-1])])
+            counter.feed_spans(data, starts, ends)
+            size += int(ends[-1])
+            ids = bytearray()
+            for start, end in zip(starts.tolist(), ends.tolist()):
+                id_hasher = copy_id_hasher()
+                id_hasher.update(view[start:end])
+                ids += id_hasher.digest(16)
+            id_array = np.frombuffer(ids, "S16")
+            found, base = self.known.lookup(id_array, positions)
+            builder.feed(base, ids)
+            new = np.flatnonzero(~found)
+            if len(new):
+                # a record repeated inside the block is stored once
+                _, first = np.unique(id_array[new], return_index=True)
+                new = new[np.sort(first)]
+                new_ids = id_array[new]
+                self.known.add_many(new_ids)
+                self.packer.add_records(new_ids.tobytes(), data, starts[new], ends[new])
+                new_chunks += len(new)
+                new_bytes += int((ends[new] - starts[new]).sum())
+        chunks = builder.count
+        operations = builder.operations()
+        literals = builder.literals
         del positions
         depth = base_depth + 1 if base_name else 0
         payload = idlist.encode(base_name, depth, chunks, operations, literals)
-        del literals
+        del literals, builder
         stored = seal_metadata(LIST_MAGIC, self.writer_key.metadata_key, payload)
         list_name = object_name(stored)
         self.repository.backend.save(Handle(ObjectType.LISTS, list_name), stored)

@@ -12,9 +12,22 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import numpy as np
+
 _MARIADB_INSERT = re.compile(rb"^INSERT INTO `((?:[^`]|``)+)`", re.MULTILINE)
 _POSTGRESQL_COPY = re.compile(rb"^COPY ([^ ]+) .*FROM stdin;\n", re.MULTILINE)
 _POSTGRESQL_END = b"\\.\n"
+_INSERT_PREFIX = b"INSERT INTO `"
+
+
+def _starts_with(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray, prefix: bytes) -> np.ndarray:
+    """Which of the spans ``raw[starts[k]:ends[k]]`` begin with ``prefix`` (a boolean array)."""
+    width = len(prefix)
+    long_enough = ends - starts >= width
+    if len(raw) == 0 or not long_enough.any():
+        return long_enough
+    gathered = raw[np.minimum(starts[:, None] + np.arange(width), len(raw) - 1)]
+    return long_enough & (gathered == np.frombuffer(prefix, dtype=np.uint8)).all(axis=1)
 
 
 class RowCounter:
@@ -37,6 +50,48 @@ class RowCounter:
         elif self.kind == "postgresql-dump":
             self._feed_postgresql(block)
             self._at_line_start = block.endswith(b"\n")
+
+    def feed_spans(self, data: bytes, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Count the rows in the records ``data[starts[k]:ends[k]]`` (the next records of the dump,
+        following each other from ``starts[0]``). Vectorised for MariaDB dumps: each record's
+        first bytes are compared with the current table's ``INSERT INTO `table``` prefix at once."""
+        if len(starts) == 0:
+            return
+        if self.kind != "mariadb-dump":
+            first, last = int(starts[0]), int(ends[-1])
+            self.feed(data if (first, last) == (0, len(data)) else data[first:last])
+            return
+        raw = np.frombuffer(data, dtype=np.uint8)
+        at_line_start = np.empty(len(starts), dtype=bool)
+        at_line_start[0] = self._at_line_start
+        at_line_start[1:] = raw[ends[:-1] - 1] == 10
+        self._at_line_start = bool(raw[ends[-1] - 1] == 10)
+        first = 0
+        while first < len(starts):
+            candidates = first + np.flatnonzero(
+                at_line_start[first:] & _starts_with(raw, starts[first:], ends[first:], _INSERT_PREFIX)
+            )
+            if len(candidates) == 0:
+                return
+            prefix = self._mariadb_prefix
+            if prefix is not None:
+                same = _starts_with(raw, starts[candidates], ends[candidates], prefix)
+                other = np.flatnonzero(~same)
+            else:
+                other = np.zeros(1, dtype=np.int64)
+            if len(other) == 0:
+                self.counts[self._mariadb_table or ""] += len(candidates)
+                return
+            switch = int(other[0])
+            if switch and self._mariadb_table is not None:
+                self.counts[self._mariadb_table] += switch
+            row = int(candidates[switch])
+            match = _MARIADB_INSERT.match(data, int(starts[row]), int(ends[row]))
+            if match:
+                self._mariadb_table = match.group(1).decode("utf-8", "replace").replace("``", "`")
+                self._mariadb_prefix = match.group(0)
+                self.counts[self._mariadb_table] += 1
+            first = row + 1
 
     def _feed_mariadb(self, records: list[bytes]) -> None:
         # Dumps keep each table's rows together: test each record against the current
