@@ -272,3 +272,36 @@ def test_checks_report_what_they_cannot_prove(tmp_path: Path) -> None:
     jwt_key = tmp_path / "jwt.key"
     jwt_key.write_text("not a key")
     assert checks.check_jwt_keys(RestoredFiles(jwt_private_key=jwt_key)).status is Status.FAIL
+
+
+def test_server_key_problems_are_named(tmp_path: Path) -> None:
+    """Two keys in serverkey.asc, a private key of another pair, a passphrase: each named by server_key."""
+    server = openpgp.generate_key_pair("Passbolt Server <admin@example.com>", "")
+    other = openpgp.generate_key_pair("Other <admin@other.example>", "")
+    protected = openpgp.generate_key_pair("Protected <admin@example.com>", "correct horse 7391")
+
+    def files(public: str, private: str) -> RestoredFiles:
+        directory = tmp_path / str(next(_names))
+        directory.mkdir()
+        (directory / "serverkey.asc").write_text(public)
+        (directory / "serverkey_private.asc").write_text(private)
+        return RestoredFiles.from_directory(directory)
+
+    def facts(fingerprint: str) -> SnapshotFacts:
+        return SnapshotFacts({}, None, fingerprint)
+
+    good = checks.check_server_key(files(server.public_armored, server.private_armored), facts(server.fingerprint))
+    assert good.status is Status.PASS, good.reason
+    two = checks.check_server_key(
+        files(server.public_armored + other.public_armored, server.private_armored), facts(server.fingerprint)
+    )
+    assert two.status is Status.FAIL and "holds 2 keys" in two.reason
+    mismatch = checks.check_server_key(files(server.public_armored, other.private_armored), facts(server.fingerprint))
+    assert mismatch.status is Status.FAIL and "not the private half" in mismatch.reason
+    locked = checks.check_server_key(
+        files(protected.public_armored, protected.private_armored), facts(protected.fingerprint)
+    )
+    assert locked.status is Status.FAIL and "passphrase" in locked.reason
+    configured = checks.check_server_key(files(server.public_armored, server.private_armored), facts(other.fingerprint))
+    assert configured.status is Status.FAIL and "not the configured" in configured.reason
+    assert protected.passphrase not in locked.reason
