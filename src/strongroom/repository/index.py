@@ -110,7 +110,7 @@ class RepositoryIndex:
         """Row numbers in ``entries`` of each id in ``ids`` (an S16 array); -1 where an id is unknown."""
         if len(self.entries) == 0:
             return np.full(len(ids), -1, dtype=np.int64)
-        rows = np.searchsorted(self.entries["id"], ids)
+        rows = _search_in_order(self.entries["id"], ids, split_ids(ids)[0])
         clipped = np.minimum(rows, len(self.entries) - 1)
         found = self.entries["id"][clipped] == ids
         return np.where(found, clipped, -1).astype(np.int64)
@@ -121,6 +121,22 @@ def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     so that sorting and searching compare integers instead of strings."""
     halves = np.frombuffer(np.ascontiguousarray(ids).tobytes(), dtype=">u8").reshape(-1, 2)
     return halves[:, 0].astype(np.uint64), halves[:, 1].astype(np.uint64)
+
+
+def _search_in_order(haystack: np.ndarray, needles: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(haystack, needles)``, computed with the needles in ascending order of ``keys``.
+
+    The result is the same; only the order of the searches changes. Searched in random
+    order (ids are keyed hashes), each of millions of searches misses the CPU caches at
+    every step; in ascending order consecutive searches share their paths. Measured on
+    4 million ids (shared 2-core machine): 9.4 s in random order, 1.9 s sorted first.
+    """
+    if len(needles) < 2:
+        return np.searchsorted(haystack, needles)
+    order = np.argsort(keys)
+    rows = np.empty(len(needles), dtype=np.int64)
+    rows[order] = np.searchsorted(haystack, needles[order])
+    return rows
 
 
 class SortedIds:
@@ -149,7 +165,7 @@ class SortedIds:
         """Rows and a found mask for the ids given as (high, low) arrays."""
         if len(self.high) == 0:
             return np.zeros(len(high), dtype=np.int64), np.zeros(len(high), dtype=bool)
-        rows = np.minimum(np.searchsorted(self.high, high), len(self.high) - 1)
+        rows = np.minimum(_search_in_order(self.high, high, high), len(self.high) - 1)
         same_high = self.high[rows] == high
         found = same_high & (self.low[rows] == low)
         # Rare: several ids share the first 8 bytes; look along the run of equal highs.
