@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 from pathlib import Path
 
 from strongroom.cli.context import Context
+from strongroom.cli.render import parse_size
 from strongroom.dbserver.connection import DatabaseTarget
 from strongroom.errors import ExitCode, UsageError
 from strongroom.execute import register_secret
@@ -39,21 +39,6 @@ keys and encrypted values differ from run to run.
 own size on disk is two to three times larger). Above about 150,000 secret rows,
 bulk resources reuse a small pool of real messages per user: every row still
 decrypts with its user's key to the recorded plaintext."""
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
-_FACTOR = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-_BINARY_FACTOR = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-
-
-def parse_size(text: str) -> int:
-    """Return the byte count of ``5MB``, ``1GB``, ``512MiB``, ``2000000``. Raises UsageError."""
-    match = _SIZE.match(text)
-    if not match:
-        raise UsageError(f"cannot read the size {text!r}", hint="write a number with a unit, e.g. 5MB, 200MB, 1GB")
-    number, unit, suffix = match.groups()
-    table = _BINARY_FACTOR if suffix.lower().startswith("i") else _FACTOR
-    return int(float(number) * table[unit.lower()])
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``create`` sub-verb and its options."""
