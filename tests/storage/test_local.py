@@ -56,4 +56,4 @@ def test_permission_denied_is_permanent(tmp_path: Path) -> None:
 
 def test_unsupported_scheme(tmp_path: Path) -> None:
     with pytest.raises(PermanentStorageError, match="unsupported"):
-        open_backend("s3://bucket/prefix")
+        open_backend("ftp://host/prefix")

@@ -17,13 +17,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
 from strongroom.errors import PermanentStorageError, StorageError, UsageError
 from strongroom.storage.backend import Backend, Capabilities, Handle, ObjectInfo, ObjectType
-from strongroom.storage.local import LocalBackend
+from strongroom.storage.factory import open_raw_backend
+from strongroom.storage.location import parse_location, resolve_credentials
 
 log = logging.getLogger(__name__)
 
@@ -168,16 +169,26 @@ def assemble(backend: Backend, *, connections: int = 4, attempts: int = 5) -> Ba
     return RetryingBackend(layered, attempts=attempts)
 
 
-def open_backend(url: str, *, create: bool = False, connections: int = 4) -> Backend:
-    """Open the storage named by ``url`` (a local path, or ``local:PATH``), layers included.
+def open_backend(
+    url: str,
+    *,
+    create: bool = False,
+    connections: int = 4,
+    credentials: Mapping[str, str] | None = None,
+    credentials_file: Path | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> Backend:
+    """Open the storage named by ``url``, layers included.
 
-    Raises PermanentStorageError for an unknown scheme or a missing folder.
+    ``url`` is any form :func:`strongroom.storage.location.parse_location` accepts
+    (a folder, ``sftp://``, ``s3://``, ``rclone:``). ``credentials`` (from the
+    configuration), ``credentials_file`` and ``environment`` (default: this
+    process's) supply secrets; see :mod:`strongroom.storage.location`.
+    Raises PermanentStorageError for an unknown scheme, a missing repository or
+    refused access, ConfigError for an unsafe credentials or key file, StorageError.
     """
-    if url.startswith("local:"):
-        url = url[len("local:"):]
-    elif "://" in url or (":" in url.split("/")[0] and not url.startswith("/")):
-        raise PermanentStorageError(
-            f"unsupported repository location {url!r}",
-            hint="this version supports local folders (an absolute path or local:PATH)",
-        )
-    return assemble(LocalBackend(Path(url).expanduser(), create=create), connections=connections)
+    location = parse_location(url)
+    secrets = resolve_credentials(location, configured=credentials, credentials_file=credentials_file,
+                                  environment=environment)
+    raw = open_raw_backend(location, secrets, create=create, connections=connections)
+    return assemble(raw, connections=connections)
