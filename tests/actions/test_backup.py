@@ -159,8 +159,11 @@ def mariadb_setup(mariadb_server: Any, tmp_path: Path) -> Iterator[Setup]:
     yield Setup(make_sandbox(mariadb_server, tmp_path, "debian"), tmp_path)
 
 
-def test_manifest_records_counts_versions_and_changes(mariadb_setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
-    setup = mariadb_setup
+@pytest.mark.parametrize("engine", ["mariadb", "postgresql"])
+def test_manifest_records_counts_versions_and_changes(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup = Setup(make_sandbox(request.getfixturevalue(f"{engine}_server"), tmp_path, "debian"), tmp_path)
     assert setup.run("backup", "--quiet") == 0
     capsys.readouterr()
     assert setup.run("backup", "--json") == 0
@@ -174,10 +177,13 @@ def test_manifest_records_counts_versions_and_changes(mariadb_setup: Setup, caps
     shown = json.loads(capsys.readouterr().out)
     manifest = shown["manifest"]
     assert manifest["passbolt"]["version"] == "5.12.0"
-    assert manifest["database"]["engine"] == "mariadb"
-    assert "MariaDB" in manifest["database"]["server_version"]
+    assert manifest["database"]["engine"] == engine
+    assert ("MariaDB" in manifest["database"]["server_version"]) is (engine == "mariadb")
     counts = manifest["database"]["row_counts"]
-    assert counts == {name: count for name, count in manifest["database"]["live_row_counts"].items() if count}
+    # Empty tables: PostgreSQL's dump names them (COPY with no rows), MariaDB's has no INSERT for them.
+    live = manifest["database"]["live_row_counts"]
+    assert {name: count for name, count in counts.items() if count} == {name: count for name, count in live.items() if count}
+    assert len(live) == 53 and manifest["database"]["live_count_differences"] == {}
     assert counts["secrets"] == setup.sandbox.row_counts["secrets"]
     assert manifest["configured_fingerprint"] == setup.sandbox.server_fingerprint
     roles = {f["role"] for f in manifest["files"]}

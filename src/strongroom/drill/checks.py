@@ -827,8 +827,10 @@ def read_configuration(files: RestoredFiles) -> Configuration | None:
 
     if files.passbolt_config is not None:
         php = read_php_file(files.passbolt_config, shown_as="passbolt.php", environment={})
-        data = php.returned if php.returned is not None else php.configure
-        server_key = read_dotted(data, "passbolt.gpg.serverKey", {}) or {}
+        # passbolt.php returns its array; v1's app.php assigns it to $config (or Configure::write).
+        data = php.returned if php.returned is not None else (php.variables.get("config") or php.configure)
+        # passbolt 2+ keeps it under passbolt.gpg.serverKey; v1's app.php under GPG.serverKey.
+        server_key = read_dotted(data, "passbolt.gpg.serverKey", None) or read_dotted(data, "GPG.serverKey", {}) or {}
         if not isinstance(server_key, dict):
             server_key = {}
         return Configuration(

@@ -143,7 +143,8 @@ class RowCounter:
             match = _POSTGRESQL_COPY.search(block, position)
             if match is None:
                 return
-            table = match.group(1).decode("utf-8", "replace")
+            # "public.users" or '"my schema"."users"': rows are counted per table, as the live counts are.
+            table = match.group(1).decode("utf-8", "replace").rsplit(".", 1)[-1].strip('"').replace('""', '"')
             self._copy_table = table
             self.counts.setdefault(table, 0)
             position = match.end()
