@@ -271,7 +271,7 @@ def rclone_s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Ser
     key = ("rcloneaccess", "rclone-" + secrets.token_hex(16))
     log = directory / "rclone.log"
     environment = dict(os.environ, RCLONE_CONFIG=str(directory / "rclone.conf"),
-                      RCLONE_AUTH_KEY=f"{key[0]},{key[1]}")
+                      RCLONE_AUTH_KEY=f"\"{key[0]},{key[1]}\"")  # CSV-quoted: one pair
     process = spawn(
         [rclone, "serve", "s3", str(directory / "data"), "--addr", f"127.0.0.1:{port}", "--force-path-style"],
         log, env=environment,

@@ -53,6 +53,7 @@ class ObjectType(enum.Enum):
     INDEX = "index"
     LISTS = "lists"
     SNAPSHOTS = "snapshots"
+    DRILLS = "drills"
     LOCKS = "locks"
 
 
@@ -92,11 +93,17 @@ class Capabilities:
     ``delete``: ``remove`` works (a write-only S3 credential may forbid it).
     ``atomic_save``: a save is all-or-nothing (the local backend: temporary file then rename).
     ``local_path``: the objects are plain files on this machine.
+    ``conditional_write``: the store refuses a create-only write of an existing
+    object (S3 ``If-None-Match: *``), probed by writing twice, never assumed.
+    ``immutable``: written objects cannot be deleted or overwritten before their
+    retention ends (S3 Object Lock, probed by trying to delete a locked object).
     """
 
     delete: bool = True
     atomic_save: bool = True
     local_path: bool = False
+    conditional_write: bool = False
+    immutable: bool = False
 
 
 @runtime_checkable
