@@ -216,7 +216,7 @@ def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Ser
             {"name": "admin", "credentials": [{"accessKey": ADMIN_KEY[0], "secretKey": ADMIN_KEY[1]}],
              "actions": ["Admin", "Read", "List", "Tagging", "Write"]},
             {"name": "writer", "credentials": [{"accessKey": WRITER_KEY[0], "secretKey": WRITER_KEY[1]}],
-             "actions": ["Read", "List", "Write:strongroom-*/*", "PutObject", "Read:strongroom-*"]},
+             "actions": ["Read", "List", "Write"]},
         ]
     }
     s3_config = directory / "s3.json"
@@ -285,12 +285,21 @@ def rclone_s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Ser
         stop(process)
 
 
-def new_bucket(server: S3Server, *, object_lock: bool = False) -> str:
-    """Create a bucket with a fresh name (object lock enabled when asked); return its name."""
+def new_bucket(server: S3Server, *, object_lock: bool = False, deny_delete: bool = False) -> str:
+    """Create a bucket with a fresh name; return its name.
+
+    ``object_lock`` enables S3 Object Lock; ``deny_delete`` adds a bucket policy that
+    refuses every object delete to everyone (an append-only bucket).
+    """
     name = f"strongroom-{secrets.token_hex(6)}"
     client = server.client()
     if object_lock:
         client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
     else:
         client.create_bucket(Bucket=name)
+    if deny_delete:
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Deny", "Principal": "*", "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+            "Resource": [f"arn:aws:s3:::{name}/*"]}]}
+        client.put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
     return name

@@ -150,3 +150,15 @@ def test_instances_share_a_bucket_under_prefixes(seaweedfs_server: S3Server, sea
     second.save(Handle(ObjectType.SNAPSHOTS, "02"), b"2")
     assert [i.handle.name for i in first.list(ObjectType.SNAPSHOTS)] == ["01"]
     assert [i.handle.name for i in second.list(ObjectType.SNAPSHOTS)] == ["02"]
+
+
+def test_append_only_bucket_is_probed(seaweedfs_server: S3Server, tmp_path: Path) -> None:
+    bucket = new_bucket(seaweedfs_server, deny_delete=True)
+    backend = open_backend(s3_url(seaweedfs_server, bucket, "append"), create=True,
+                           credentials_file=seaweedfs_server.credentials_file(tmp_path, writer=True))
+    assert not backend.capabilities.delete
+    handle = Handle(ObjectType.DATA, "0a" * 32)
+    backend.save(handle, b"pack")
+    with pytest.raises(PermanentStorageError, match="access denied"):
+        backend.remove(handle)
+    assert backend.load(handle) == b"pack"
