@@ -72,14 +72,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from strongroom.dbserver.connection import DatabaseTarget
 from strongroom.errors import UsageError
+from strongroom.passbolt.installation import DOCKER_WEB_IDS, FALLBACK_IDS, WEB_USER
 from strongroom.passbolt.schema_512 import PASSBOLT_VERSION
 from strongroom.sandbox import content, openpgp
 from strongroom.sandbox.generate import Instance
 
 LAYOUTS = ("debian", "rpm", "docker", "source", "v1")
-WEB_USER = {"debian": "www-data", "rpm": "nginx", "docker": "www-data", "source": "www-data", "v1": "www-data"}
-FALLBACK_IDS = {"www-data": (33, 33), "nginx": (998, 998)}
-DOCKER_WEB_IDS = (33, 33)
 DOCKER_PROJECT = "passbolt"
 JWT_BITS = 2048
 
