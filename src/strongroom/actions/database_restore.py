@@ -37,6 +37,16 @@ from strongroom.source.sqlmerge import merge_inserts
 
 DATABASE_KINDS = ("mariadb-dump", "postgresql-dump")
 READ_CHUNK = 1 << 20
+# The dumpers' completion lines: a dump without its own is truncated.
+TRAILERS = {"mariadb": b"-- Dump completed", "postgresql": b"-- PostgreSQL database dump complete"}
+
+
+def _ends_with_trailer(path: Path, dialect: str) -> bool:
+    """True when the dump's last bytes hold its dumper's completion line."""
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        stream.seek(max(0, size - 4096))
+        return TRAILERS[dialect] in stream.read()
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class LoadReport:
     rows: int
     statements: dict[str, int]
     mapped_collations: dict[str, int]
+    complete: bool
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -97,6 +108,7 @@ def load_snapshot_dump(
     try:
         report.phase(f"fetching and decrypting {name}", total=int(component["size"]))
         repository.restore_component(snapshot, name, work_file)
+        complete = _ends_with_trailer(work_file, dialect)
         fetched = time.monotonic()
         report.phase(f"loading {name} into {target.describe()}", total=int(component["size"]))
         statistics = GuardStatistics()
@@ -120,4 +132,5 @@ def load_snapshot_dump(
         rows=statistics.rows,
         statements=dict(statistics.statements),
         mapped_collations=dict(statistics.mapped_collations),
+        complete=complete,
     )

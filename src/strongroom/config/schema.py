@@ -18,6 +18,33 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class StorageCredentials(Section):
+    """Secrets for a storage target, when they live in the configuration file (keep it mode 0600).
+
+    A credentials file (``credentials_file``) or the environment are the alternatives;
+    ``docs/storage.md`` says which key each backend reads.
+    """
+
+    access_key_id: str | None = Field(default=None, description="S3 access key id")
+    secret_access_key: str | None = Field(default=None, repr=False, description="S3 secret access key")
+    session_token: str | None = Field(default=None, repr=False, description="S3 session token (temporary credentials)")
+    password: str | None = Field(default=None, repr=False, description="SFTP password")
+    key_passphrase: str | None = Field(default=None, repr=False, description="passphrase of the SFTP key file")
+
+    def as_mapping(self) -> dict[str, str]:
+        """The keys that are set, for the storage layer."""
+        return {key: value for key, value in self.model_dump().items() if value is not None}
+
+
+class TargetConfig(Section):
+    """Another copy of the repository (3-2-1): backup replicates every new object to it."""
+
+    name: str = Field(min_length=1, description="a short name for messages and status")
+    url: str = Field(description="location: a folder, sftp://, s3:// or rclone: (see docs/storage.md)")
+    credentials_file: Path | None = Field(default=None, description="credentials file for this target (mode 0600)")
+    credentials: StorageCredentials | None = Field(default=None, description="credentials for this target")
+
+
 class RepositoryConfig(Section):
     """Where snapshots go and the keys that protect them.
 
@@ -25,7 +52,12 @@ class RepositoryConfig(Section):
     trusts only what this file says, never what the storage says.
     """
 
-    url: str = Field(description="repository location: a local path (other backends come later)")
+    url: str = Field(description="repository location: a folder, sftp://, s3:// or rclone: (see docs/storage.md)")
+    credentials_file: Path | None = Field(default=None, description="credentials file for the primary location (mode 0600)")
+    credentials: StorageCredentials | None = Field(default=None, description="credentials for the primary location")
+    targets: tuple[TargetConfig, ...] = Field(
+        default=(), description="more copies of the repository; backup replicates each new snapshot to every one"
+    )
     writer_key: Path = Field(description="the host's writer key file (mode 0600)")
     writer_fingerprint: str = Field(description="fingerprint of the writer's public key, pinned at init")
     recipients: tuple[str, ...] = Field(
@@ -73,8 +105,20 @@ class InstanceConfig(Section):
     docker_database_container: str | None = Field(default=None, description="the running database container's name")
 
 
+class DrillConfig(Section):
+    """Restore drills: this machine's drill key, and the drill keys whose records are believed."""
+
+    key: Path | None = Field(
+        default=None, description="this machine's drill key file (mode 0600; default: drill.key beside the configuration)"
+    )
+    trusted_keys: tuple[str, ...] = Field(
+        default=(), description="fingerprints of the drill keys whose drill records this machine trusts"
+    )
+
+
 class Config(Section):
     """The whole configuration file."""
 
     repository: RepositoryConfig | None = None
     instance: InstanceConfig = InstanceConfig()
+    drill: DrillConfig = DrillConfig()

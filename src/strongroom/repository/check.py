@@ -80,7 +80,7 @@ def check_repository(
     pack_keys: dict[str, str] = {}
 
     # 1. Every object's hash (no key needed).
-    for object_type in (ObjectType.CONFIG, ObjectType.KEYS, ObjectType.INDEX, ObjectType.LISTS, ObjectType.SNAPSHOTS, ObjectType.DATA):
+    for object_type in (ObjectType.CONFIG, ObjectType.KEYS, ObjectType.INDEX, ObjectType.LISTS, ObjectType.SNAPSHOTS, ObjectType.DRILLS, ObjectType.DATA):
         infos = list(repository.backend.list(object_type))
         if reporter:
             reporter.phase(f"checking {object_type.value}/", total=sum(i.size for i in infos))

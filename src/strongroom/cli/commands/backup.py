@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from strongroom.actions import backup as backup_action
@@ -54,5 +55,5 @@ def execute(args: argparse.Namespace, context: Context) -> int:
             what = f"{changed} file(s) changed since the previous snapshot"
         context.say(f"stored {human_bytes(info.stored_bytes)} new of {human_bytes(total)} in {result.seconds:.1f} s; {what}")
     for warning in result.warnings:
-        context.error_console.print(f"[yellow]warning:[/yellow] {warning}")
+        context.error_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     return int(ExitCode.OK)
