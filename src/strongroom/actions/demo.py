@@ -3,8 +3,9 @@
 It starts a throwaway database server, creates a sandbox passbolt instance in it,
 initialises a repository in a local folder with a newly generated recipient
 identity, backs up, changes a few rows as a day of use would, backs up again (to
-show that only the changed rows are stored), lists the snapshots, restores the
-latest into a folder and checks the restored dump against the database. Everything
+show that only the changed rows are stored), lists the snapshots, drills the
+latest in a second throwaway server (every check of ``strongroom drill``) and
+restores it into a folder. Everything
 it makes stays in one folder; the throwaway server stops when the demo ends.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 import pyrage
 
 from strongroom.actions import backup as backup_action
+from strongroom.actions import drill as drill_action
 from strongroom.actions import init as init_action
 from strongroom.actions import restore as restore_action
 from strongroom.actions.repository_access import open_repository
@@ -53,6 +55,7 @@ class DemoResult:
     paths: dict[str, str] = field(default_factory=dict)
     backups: list[dict[str, Any]] = field(default_factory=list)
     snapshots: SnapshotsResult | None = None
+    drill: drill_action.DrillResult | None = None
     restored_dump_bytes: int = 0
     restored_files: int = 0
     changed_rows: int = 0
@@ -65,6 +68,7 @@ class DemoResult:
             "paths": self.paths,
             "backups": self.backups,
             "snapshots": self.snapshots.to_dict() if self.snapshots else None,
+            "drill": self.drill.to_dict() if self.drill else None,
             "restored_dump_bytes": self.restored_dump_bytes,
             "restored_files": self.restored_files,
             "changed_rows": self.changed_rows,
@@ -128,6 +132,7 @@ def run(options: DemoOptions, reporter: Reporter | None = None) -> DemoResult:
         "writer key": directory / "writer.key",
         "identity": directory / "identity.txt",
         "restored": directory / "restored",
+        "drill report": directory / "drill-report.md",
     }
     result.paths = {name: str(path) for name, path in paths.items()}
 
@@ -186,6 +191,19 @@ def run(options: DemoOptions, reporter: Reporter | None = None) -> DemoResult:
         assert config.repository is not None
         repository = open_repository(config.repository, identity_file=paths["identity"])
         result.snapshots = list_snapshots(repository)
+
+        report.phase("drilling the latest snapshot")
+        result.drill = drill_action.run(
+            config,
+            drill_action.DrillOptions(identity_file=paths["identity"], config_path=paths["configuration"]),
+            report,
+        )
+        drill_action.write_report(result.drill, paths["drill report"])
+        verdict = "passed" if result.drill.passed else "FAILED: " + ", ".join(result.drill.failed_checks)
+        report.note(
+            f"drill {verdict} ({len(result.drill.checks)} checks, restored in {result.drill.restore_seconds:.1f} s); "
+            f"report in {paths['drill report']}"
+        )
 
         report.phase("restoring the latest snapshot")
         restored = restore_action.run(repository, "latest", paths["restored"], reporter=report)

@@ -14,12 +14,13 @@ from strongroom.errors import ExitCode
 from strongroom.cli.render import parse_size
 
 NAME = "demo"
-HELP = "build a sandbox passbolt instance, back it up, restore it, and show where everything is"
+HELP = "build a sandbox passbolt instance, back it up, drill and restore it, and show where everything is"
 DESCRIPTION = """\
 On a fresh machine, with no configuration: start a throwaway database server,
 create a sandbox passbolt instance, initialise a repository in a local folder with
 a newly generated recipient identity, back up, change a few rows, back up again
-(only the changed rows are stored), list the snapshots and restore the latest.
+(only the changed rows are stored), list the snapshots, drill the latest in a
+second throwaway server, and restore it into a folder.
 Everything goes into one folder (default ./strongroom-demo); remove it to clean up.
 The throwaway database server stops when the demo ends."""
 
@@ -58,6 +59,10 @@ def execute(args: argparse.Namespace, context: Context) -> int:
         new = sum(c["new_bytes"] for c in backup["components"])
         total = sum(c["size"] for c in backup["components"])
         context.say(f"backup {number}: {human_bytes(total)} backed up, {human_bytes(new)} of it new")
+    if result.drill is not None:
+        drill = result.drill
+        verdict = "[green]passed[/green]" if drill.passed else "[red]FAILED[/red]: " + ", ".join(drill.failed_checks)
+        context.say(f"drill {verdict}: {len(drill.checks)} checks, time to restore {drill.restore_seconds:.1f} s")
     context.say(f"restored {result.restored_files} files and the database dump ({human_bytes(result.restored_dump_bytes)})")
     where = Table(title="where everything is", show_header=False, box=None, pad_edge=False)
     where.add_column(style="bold")
@@ -67,4 +72,6 @@ def execute(args: argparse.Namespace, context: Context) -> int:
     console.print(where)
     context.say("try:  .venv/bin/strongroom --config " + result.paths["configuration"] + " snapshots")
     context.say(f"clean up:  rm -rf {result.directory}")
+    if result.drill is not None and not result.drill.passed:
+        return int(ExitCode.CHECK_FAILED)
     return int(ExitCode.OK)
