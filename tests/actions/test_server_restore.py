@@ -180,3 +180,234 @@ def test_restore_onto_fresh_root_and_database(engine: str, request: pytest.Fixtu
     assert statuses["server_key"] is Status.PASS and statuses["configuration"] is Status.PASS, result.checks
     assert statuses["jwt_keys"] is Status.PASS
     assert not result.failed_checks, [c.to_dict() for c in result.checks if c.status is Status.FAIL]
+
+
+@pytest.fixture(scope="module")
+def mariadb_source(mariadb_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Source:
+    """One debian-layout sandbox on MariaDB, backed up once, shared by the tests below."""
+    for name in list(os.environ):
+        if name.startswith(("DATASOURCES_DEFAULT_", "PASSBOLT_GPG_")):
+            del os.environ[name]
+    return Source(mariadb_server, tmp_path_factory.mktemp("mariadb-source"))
+
+
+def password_file(directory: Path, target: DatabaseTarget) -> Path:
+    path = directory / f"password-{secrets.token_hex(3)}"
+    path.write_text(f"{target.password}\n")
+    path.chmod(0o600)
+    return path
+
+
+def url_of(target: DatabaseTarget) -> str:
+    """The target as a URL without its password, over TCP (the password goes in a file)."""
+    return f"mariadb://{target.user}@127.0.0.1:{target.effective_port}/{target.database}"
+
+
+def test_non_empty_database_is_refused_and_untouched(mariadb_source: Source, mariadb_server: Any, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    target = fresh_database(mariadb_server)
+    with connect(target) as connection:  # type: ignore[attr-defined]
+        cursor = connection.cursor()
+        cursor.execute("CREATE TABLE users (id CHAR(36) PRIMARY KEY, username VARCHAR(255))")
+        cursor.execute("INSERT INTO users VALUES ('x', 'someone@example.com')")
+        connection.commit()
+    root = fresh_root(tmp_path)
+    before = (tree_digest(root), database_digest(target))
+    code = mariadb_source.cli("--root", str(root), "--database", url_of(target),
+                              "--database-password-file", str(password_file(tmp_path, target)))
+    assert code == ExitCode.USAGE
+    assert "not empty" in capsys.readouterr().err
+    assert (tree_digest(root), database_digest(target)) == before
+
+
+def test_dry_run_changes_nothing_and_shows_the_plan(mariadb_source: Source, mariadb_server: Any, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    target = fresh_database(mariadb_server)
+    root = fresh_root(tmp_path)
+    before = (tree_digest(root), database_digest(target))
+    capsys.readouterr()
+    code = mariadb_source.cli("--root", str(root), "--database", url_of(target), "--dry-run", "--json",
+                              "--database-password-file", str(password_file(tmp_path, target)))
+    assert code == ExitCode.OK
+    output = capsys.readouterr().out
+    plan = json.loads(output)["plan"]
+    assert (tree_digest(root), database_digest(target)) == before
+    assert target.password not in output
+    by_path = {entry["path"]: entry for entry in plan["paths"]}
+    assert by_path["/etc/passbolt/gpg/serverkey_private.asc"]["mode"] == "0440"
+    assert by_path["/etc/passbolt/gpg/serverkey_private.asc"]["owner"] == "www-data:www-data"
+    assert by_path["/etc/passbolt/jwt/jwt.key"]["owner"] == "root:www-data"
+    assert by_path["/etc/passbolt/passbolt.php"]["change"].startswith("updated: Datasources.default.")
+    assert by_path["/var/lib/passbolt/.gnupg"]["mode"] == "0700"
+    assert any("load database.sql" in action for action in plan["database"]["actions"])
+    assert [step["run"] for step in plan["passbolt_steps"]] == [False, False, False]
+    # The human form lists every file with owner and mode too.
+    assert mariadb_source.cli("--root", str(root), "--database", url_of(target), "--dry-run",
+                              "--database-password-file", str(password_file(tmp_path, target))) == ExitCode.OK
+    text = capsys.readouterr().out
+    assert "0440 www-data:www-data" in text and "sudo -H -u www-data /usr/share/php/passbolt/bin/cake passbolt migrate" in text
+    assert (tree_digest(root), database_digest(target)) == before
+
+
+def test_newer_snapshot_is_refused(mariadb_source: Source, mariadb_server: Any, tmp_path: Path) -> None:
+    root = fresh_root(tmp_path, version="5.11.2")
+    options = server_restore.ServerRestoreOptions(root=root, database=fresh_database(mariadb_server))
+    before = tree_digest(root)
+    with pytest.raises(UsageError) as caught:
+        server_restore.run(mariadb_source.repository(), "latest", options)
+    assert "5.12.0" in caught.value.message and "5.11.2" in caught.value.message
+    assert "install passbolt 5.12.0 or newer" in str(caught.value.hint)
+    assert tree_digest(root) == before
+
+
+def test_create_database_on_a_fresh_server(mariadb_source: Source, mariadb_server: Any, tmp_path: Path) -> None:
+    name = "created_" + secrets.token_hex(4)
+    target = DatabaseTarget(engine="mariadb", host="127.0.0.1", port=mariadb_server.target.effective_port,
+                            user=name, password="pw-" + secrets.token_hex(8), database=name)
+    options = server_restore.ServerRestoreOptions(root=fresh_root(tmp_path), database=target, create_database=True,
+                                                  admin=mariadb_server.tcp_target, only=("database",))
+    result = server_restore.run(mariadb_source.repository(), "latest", options)
+    assert any("created database" in action for action in result.database_actions)
+    assert_same_tables(mariadb_source.sandbox.target, target)
+    assert {check.name for check in result.checks} == {"tables", "row_counts", "referential_integrity", "user_keys"}
+    assert not result.failed_checks
+    assert not list(options.root.joinpath("etc").glob("*"))  # --only database wrote no file
+
+
+@pytest.mark.slow
+def test_killed_restore_completes_with_replace_database(mariadb_source: Source, mariadb_server: Any, tmp_path: Path) -> None:
+    target = fresh_database(mariadb_server)
+    root = fresh_root(tmp_path)
+    secret = password_file(tmp_path, target)
+    argv = [sys.executable, "-m", "strongroom", "--config", str(mariadb_source.config), "restore", "latest",
+            "--identity", str(mariadb_source.identity), "--root", str(root), "--database", url_of(target),
+            "--database-password-file", str(secret), "--quiet"]
+    child = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    tables = 0
+    while time.monotonic() < deadline and child.poll() is None:
+        with connect(target) as connection:  # type: ignore[attr-defined]
+            cursor = connection.cursor()
+            cursor.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()")
+            tables = int(cursor.fetchone()[0])
+        if tables:
+            os.killpg(child.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    child.wait()
+    assert tables, "the load never started"
+    # Half a restore is a non-empty database: refused without --replace-database ...
+    with pytest.raises(UsageError):
+        server_restore.run(mariadb_source.repository(), "latest", server_restore.ServerRestoreOptions(root=root, database=target))
+    # ... and completed with it.
+    result = server_restore.run(mariadb_source.repository(), "latest",
+                                server_restore.ServerRestoreOptions(root=root, database=target, replace_database=True))
+    assert any("dropped" in action for action in result.database_actions)
+    assert_same_tables(mariadb_source.sandbox.target, target)
+    assert not result.failed_checks
+
+
+CAKE = r'''#!/usr/bin/env python3
+"""A stand-in for passbolt's bin/cake: records user, arguments, environment, cwd; answers like passbolt."""
+import json, os, sys
+record = {"uid": os.getuid(), "gid": os.getgid(), "argv": sys.argv[1:], "cwd": os.getcwd(),
+          "env": {k: v for k, v in os.environ.items() if k in ("HOME", "GNUPGHOME", "PATH")}}
+with open(os.environ.get("CAKE_LOG", "LOG_PATH"), "a") as log:
+    log.write(json.dumps(record) + "\n")
+if os.getuid() == 0 and sys.argv[1:3] == ["passbolt", "migrate"]:
+    print("Passbolt migrate command can not be run as root user.", file=sys.stderr)
+    sys.exit(1)
+if sys.argv[1:3] == ["passbolt", "migrate"]:
+    print("All Done. Took 0.1234s")
+elif sys.argv[1:3] == ["cache", "clear_all"]:
+    print("Cleared _cake_core_ cache")
+elif sys.argv[1:3] == ["passbolt", "healthcheck"]:
+    print(" [PASS] The server gpg key is set in the keyring.")
+    sys.exit(int(os.environ.get("CAKE_HEALTH_EXIT", "0")))
+'''
+
+
+def test_passbolt_steps_run_as_the_web_user(mariadb_source: Source, mariadb_server: Any, tmp_path: Path) -> None:
+    root = fresh_root(tmp_path)
+    log = tmp_path / "cake-calls.jsonl"
+    log.touch()
+    log.chmod(0o666)
+    cake = root / "usr/share/php/passbolt/bin/cake"
+    cake.parent.mkdir(parents=True)
+    cake.write_text(CAKE.replace("LOG_PATH", str(log)))
+    cake.chmod(0o755)
+    # The web user must reach the stand-in and its log, as on a real server.
+    for parent in [log.parent, *log.parent.parents]:
+        parent.chmod(parent.stat().st_mode | 0o011)
+    options = server_restore.ServerRestoreOptions(root=root, database=fresh_database(mariadb_server), run_passbolt_steps=True)
+    result = server_restore.run(mariadb_source.repository(), "latest", options)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [call["argv"] for call in calls] == [["passbolt", "migrate"], ["cache", "clear_all"],
+                                               ["passbolt", "healthcheck", "--posix"]]
+    assert {(call["uid"], call["gid"]) for call in calls} == {WEB}
+    assert all(call["cwd"] == str(root / "usr/share/php/passbolt") for call in calls)
+    assert all(call["env"]["GNUPGHOME"] == str(root / "var/lib/passbolt/.gnupg") for call in calls)
+    assert [step.returncode for step in result.steps] == [0, 0, 0]
+    assert "All Done" in result.steps[0].output
+    assert not result.failed_checks
+
+
+def test_passbolt_steps_are_printed_without_the_option(mariadb_source: Source, mariadb_server: Any, tmp_path: Path) -> None:
+    root = fresh_root(tmp_path)
+    options = server_restore.ServerRestoreOptions(root=root, database=fresh_database(mariadb_server), only=("database",))
+    result = server_restore.run(mariadb_source.repository(), "latest", options)
+    assert result.steps == []
+    assert [step.shown for step in result.plan.passbolt_steps] == [
+        "sudo -H -u www-data /usr/share/php/passbolt/bin/cake passbolt migrate",
+        "sudo -H -u www-data /usr/share/php/passbolt/bin/cake cache clear_all",
+        "sudo -H -u www-data /usr/share/php/passbolt/bin/cake passbolt healthcheck --posix",
+    ]
+
+
+@pytest.mark.parametrize("engine", ["mariadb", "postgresql"])
+def test_package_backup_into_docker_layout(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    server = request.getfixturevalue(f"{engine}_server")
+    source = mariadb_source_or_new(request, engine, tmp_path)
+    root = fresh_root(tmp_path, layout="docker")
+    compose = root / "opt/passbolt/docker-compose.yaml"
+    compose.parent.mkdir(parents=True)
+    compose.write_text("services:\n  passbolt:\n    image: passbolt/passbolt:5.12.0-1-ce\n")
+    target = fresh_database(server)
+    options = server_restore.ServerRestoreOptions(root=root, layout="docker", database=target)
+    result = server_restore.run(source.repository(), "latest", options)
+
+    volumes = root / "var/lib/docker/volumes"
+    source_config = source.sandbox.root / "etc/passbolt"
+    for relative, volume, owner in (("gpg/serverkey.asc", "passbolt_gpg_volume", (*WEB, 0o440)),
+                                    ("gpg/serverkey_private.asc", "passbolt_gpg_volume", (*WEB, 0o440)),
+                                    ("jwt/jwt.key", "passbolt_jwt_volume", (0, 33, 0o640)),
+                                    ("jwt/jwt.pem", "passbolt_jwt_volume", (0, 33, 0o640))):
+        copy = volumes / volume / "_data" / Path(relative).name
+        assert copy.read_bytes() == (source_config / relative).read_bytes()
+        assert owner_and_mode(copy) == owner, relative
+    assert owner_and_mode(volumes / "passbolt_gpg_volume/_data") == (0, 33, 0o770)
+    assert owner_and_mode(volumes / "passbolt_jwt_volume/_data") == (0, 33, 0o750)
+    assert (root / "opt/passbolt/subscription_key.txt").read_bytes() == (source_config / "subscription_key.txt").read_bytes()
+    env_file = root / "opt/passbolt/env/passbolt.env"
+    assert owner_and_mode(env_file) == (0, 0, 0o600)
+    values = read_env_values(env_file.read_text())
+    assert values["PASSBOLT_GPG_SERVER_KEY_FINGERPRINT"] == source.sandbox.server_fingerprint
+    assert values["DATASOURCES_DEFAULT_HOST"] == "db"
+    assert values["DATASOURCES_DEFAULT_DATABASE"] == target.database
+    assert values["DATASOURCES_DEFAULT_USERNAME"] == target.user
+    assert values["DATASOURCES_DEFAULT_PASSWORD"] == target.password
+    assert values["APP_FULL_BASE_URL"].startswith("https://")
+    assert len(values["SECURITY_SALT"]) >= 32
+    assert ("DATASOURCES_DEFAULT_DRIVER" in values) == (engine == "postgresql")
+    assert not (root / "etc").exists() and not (root / "var/lib/passbolt").exists()
+    assert result.plan.keyring is None and "docker compose" in result.plan.passbolt_steps[0].shown
+    assert_same_tables(source.sandbox.target, target)
+    statuses = {check.name: check.status for check in result.checks}
+    assert statuses["configuration"] is Status.PASS and statuses["server_key"] is Status.PASS, result.checks
+    assert not result.failed_checks
+
+
+def mariadb_source_or_new(request: pytest.FixtureRequest, engine: str, tmp_path: Path) -> Source:
+    if engine == "mariadb":
+        return request.getfixturevalue("mariadb_source")  # type: ignore[no-any-return]
+    return Source(request.getfixturevalue("postgresql_server"), tmp_path / "source")
