@@ -31,7 +31,7 @@ def test_record_spans_cut_exactly_like_lines_cut_at_the_record_limit(seed: int) 
         records = []
         for block, starts, ends in record_spans(io.BytesIO(data), read_size=read_size, max_record=max_record):
             assert starts[0] == 0 and np.array_equal(starts[1:], ends[:-1])
-            records += [block[start:end] for start, end in zip(starts.tolist(), ends.tolist())]
+            records += [bytes(block[start:end]) for start, end in zip(starts.tolist(), ends.tolist())]
         assert records == reference_records(data, max_record), (data, read_size, max_record)
 
 

@@ -29,21 +29,32 @@ CDC_MAXIMUM = 4 << 20
 
 def record_spans(
     stream: BinaryIO, *, read_size: int = READ_SIZE, max_record: int = MAX_RECORD
-) -> Iterator[tuple[bytes, np.ndarray, np.ndarray]]:
-    """Yield the records of ``stream`` a read (about ``read_size`` bytes) at a time, as
+) -> Iterator[tuple[memoryview, np.ndarray, np.ndarray]]:
+    """Yield the records of ``stream`` a read (at most ``read_size`` bytes) at a time, as
     ``(data, starts, ends)``: record ``k`` is ``data[starts[k]:ends[k]]`` (int64 arrays).
 
     The records of one yield follow each other from ``data``'s first byte to
     ``ends[-1]`` (bytes after it are carried into the next yield), and concatenating
-    every record yields the stream's bytes exactly. Finding the lines is vectorised;
-    no record is copied. Raises what ``stream.read`` raises.
+    every record yields the stream's bytes exactly. ``data`` is a view of one buffer
+    reused for every read: it is valid until the next yield. Finding the lines is
+    vectorised; no record is copied. Raises what ``stream.read`` raises.
     """
-    carry = b""
+    buffer = bytearray(read_size + max_record + 1)
+    readinto = getattr(stream, "readinto", None)
+    carried = 0
     while True:
-        block = stream.read(read_size)
-        if not block:
+        room = memoryview(buffer)[carried : carried + read_size]
+        if readinto is not None:
+            got = readinto(room) or 0
+        else:
+            block = stream.read(read_size)
+            got = len(block)
+            room[:got] = block
+        room.release()
+        if not got:
             break
-        data = carry + block if carry else bytes(block)
+        filled = carried + got
+        data = memoryview(buffer)[:filled]
         ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10).astype(np.int64) + 1
         starts = np.empty_like(ends)
         if len(ends):
@@ -52,18 +63,20 @@ def record_spans(
         consumed = int(ends[-1]) if len(ends) else 0
         if len(ends) and int((ends - starts).max()) > max_record:
             starts, ends = _cut_long(starts, ends, max_record)
-        if len(data) - consumed > max_record:
+        if filled - consumed > max_record:
             # an unfinished line longer than a record: store its first pieces now
-            pieces = (len(data) - consumed - 1) // max_record
+            pieces = (filled - consumed - 1) // max_record
             piece_starts = consumed + max_record * np.arange(pieces, dtype=np.int64)
             starts = np.concatenate((starts, piece_starts))
             ends = np.concatenate((ends, piece_starts + max_record))
             consumed += pieces * max_record
-        carry = data[consumed:]
         if len(starts):
             yield data, starts, ends
-    if carry:
-        yield carry, np.zeros(1, dtype=np.int64), np.full(1, len(carry), dtype=np.int64)
+        del data
+        carried = filled - consumed
+        buffer[:carried] = buffer[consumed:filled]
+    if carried:
+        yield memoryview(buffer)[:carried], np.zeros(1, dtype=np.int64), np.full(1, carried, dtype=np.int64)
 
 
 def _cut_long(starts: np.ndarray, ends: np.ndarray, max_record: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,15 +19,19 @@ little-endian:
 from __future__ import annotations
 
 import json
+import os
 import struct
 import threading
+from collections.abc import Sequence
 from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 import numpy as np
 import zstandard
 
 from strongroom.errors import IntegrityError, RepositoryError
-from strongroom.repository.keys import seal, unseal
+from strongroom.repository.keys import NONCE_SIZE, unseal
 
 FORMAT_VERSION = 1
 
@@ -49,6 +53,8 @@ SNAPSHOT_SIGNATURE_DOMAIN = b"strongroom snapshot signature v1\0"
 CONFIG_SIGNATURE_DOMAIN = b"strongroom config signature v1\0"
 
 _COMPRESSION_LEVEL = 3
+
+BytesLike = bytes | bytearray | memoryview | np.ndarray
 
 
 def canonical_json(value: Any) -> bytes:
@@ -95,10 +101,29 @@ def check_version(version: int, what: str) -> None:
         )
 
 
-def seal_metadata(magic: bytes, metadata_key: bytes, payload: bytes | bytearray) -> bytes:
-    """The stored bytes of a metadata object (index or list) holding ``payload``."""
+def compress_parts(parts: Sequence[BytesLike]) -> bytes:
+    """zstd level 3 of the concatenation of ``parts``, without concatenating them first.
+
+    The frame records its content size, so :func:`decompress` reads it like any other.
+    """
+    views = [memoryview(part).cast("B") for part in parts]
+    compressor = getattr(_compressors, "compressor", None)
+    if compressor is None:
+        compressor = _compressors.compressor = zstandard.ZstdCompressor(level=_COMPRESSION_LEVEL)
+    stream = compressor.compressobj(size=sum(view.nbytes for view in views))
+    pieces = [stream.compress(view) for view in views]
+    pieces.append(stream.flush())
+    return b"".join(pieces)
+
+
+def seal_metadata(magic: bytes, metadata_key: bytes, payload: BytesLike | Sequence[BytesLike]) -> bytes:
+    """The stored bytes of a metadata object (index or list) holding ``payload`` (or its parts, concatenated)."""
     prefix = magic + bytes([FORMAT_VERSION])
-    return prefix + seal(metadata_key, compress(payload), prefix)
+    parts = list(payload) if isinstance(payload, (list, tuple)) else [payload]
+    compressed = compress_parts(parts)
+    del parts
+    nonce = os.urandom(NONCE_SIZE)
+    return b"".join((prefix, nonce, ChaCha20Poly1305(metadata_key).encrypt(nonce, compressed, prefix)))
 
 
 def open_metadata(magic: bytes, metadata_key: bytes, stored: bytes, what: str) -> bytes:

@@ -135,7 +135,14 @@ def encode(
     base: str | None, depth: int, count: int, operations: list[int] | np.ndarray, literals: bytes | bytearray
 ) -> bytes:
     """The payload of a list object. ``operations``: flat (start, count, start, count, ...) or an (n, 2) array."""
-    ops = np.asarray(operations, dtype="<i8").reshape(-1)
+    return b"".join(bytes(part) for part in encode_parts(base, depth, count, operations, literals))
+
+
+def encode_parts(
+    base: str | None, depth: int, count: int, operations: list[int] | np.ndarray, literals: bytes | bytearray
+) -> list[bytes | bytearray | np.ndarray]:
+    """The payload of a list object as parts to concatenate (the literal ids are not copied)."""
+    ops = np.ascontiguousarray(operations, dtype="<i8").reshape(-1)
     header = _HEADER.pack(
         1 if base else 0,
         bytes.fromhex(base) if base else bytes(32),
@@ -144,7 +151,7 @@ def encode(
         len(ops) // 2,
         len(literals) // ID_SIZE,
     )
-    return header + ops.tobytes() + bytes(literals)
+    return [header, ops, literals]
 
 
 def decode(payload: bytes, what: str) -> IdList:

@@ -27,6 +27,19 @@ from strongroom.repository.format import BATCH_DTYPE, ENTRY_DTYPE
 _COUNTS = struct.Struct("<III")
 
 
+def encode_index_parts(packs: list[str], batch_parts: list[np.ndarray], entry_parts: list[np.ndarray]) -> list[bytes | np.ndarray]:
+    """An index payload as parts to concatenate: counts, pack names, then the batch and entry tables
+    given in pieces (their concatenations are the tables)."""
+    batch_count = sum(len(part) for part in batch_parts)
+    entry_count = sum(len(part) for part in entry_parts)
+    names = b"".join(bytes.fromhex(name) for name in packs)
+    return [
+        _COUNTS.pack(len(packs), batch_count, entry_count) + names,
+        *(np.ascontiguousarray(part, dtype=BATCH_DTYPE) for part in batch_parts),
+        *(np.ascontiguousarray(part, dtype=ENTRY_DTYPE) for part in entry_parts),
+    ]
+
+
 @dataclass
 class IndexObject:
     """One index object's content, pack numbers local to it."""
@@ -37,13 +50,11 @@ class IndexObject:
 
     def encode(self) -> bytes:
         """The payload bytes of this index object."""
-        names = b"".join(bytes.fromhex(name) for name in self.packs)
-        return (
-            _COUNTS.pack(len(self.packs), len(self.batches), len(self.entries))
-            + names
-            + self.batches.astype(BATCH_DTYPE).tobytes()
-            + self.entries.astype(ENTRY_DTYPE).tobytes()
-        )
+        return b"".join(bytes(memoryview(part).cast("B")) for part in self.encode_parts())
+
+    def encode_parts(self) -> list[bytes | np.ndarray]:
+        """The payload as parts to concatenate (no copy of the tables is made)."""
+        return encode_index_parts(self.packs, [self.batches], [self.entries])
 
     @classmethod
     def decode(cls, payload: bytes, what: str) -> IndexObject:
@@ -179,6 +190,15 @@ class SortedIds:
                 row += 1
         return rows, found
 
+    def merged(self, other: SortedIds) -> SortedIds:
+        """A new set holding the ids of both, which must have none in common (no sort: an insert)."""
+        if len(other) == 0:
+            return self
+        if len(self) == 0:
+            return other
+        places = np.searchsorted(self.high, other.high)
+        return SortedIds(np.insert(self.high, places, other.high), np.insert(self.low, places, other.low))
+
     def union(self, other: SortedIds) -> SortedIds:
         """A new set holding the ids of both."""
         high = np.concatenate((self.high, other.high))
@@ -209,13 +229,13 @@ class KnownIds:
         return len(self.ids) + sum(len(level) for level in self.added)
 
     def add_many(self, ids: np.ndarray) -> None:
-        """Record ``ids`` (S16, not yet known) as stored by this run."""
+        """Record ``ids`` (S16, none of them known yet) as stored by this run."""
         if len(ids) == 0:
             return
         self.added.append(SortedIds.build(ids))
         while len(self.added) > 1 and len(self.added[-2]) <= 2 * len(self.added[-1]):
             last = self.added.pop()
-            self.added[-1] = self.added[-1].union(last)
+            self.added[-1] = self.added[-1].merged(last)
 
     def add(self, chunk_id: bytes) -> None:
         """Record ``chunk_id`` as stored by this run."""

@@ -7,11 +7,12 @@ under the hash of its bytes. After every :data:`INDEX_EVERY_PACKS` packs, and at
 :meth:`PackWriter.flush`, an index object describing the saved packs is written.
 So the order in storage is always: data key, packs, then the index naming them.
 
-Batches are compressed and sealed by a pool of :data:`SEAL_THREADS` threads (zstd
-and the AEAD release the GIL), overlapping the caller's chunking and hashing; one
-more thread takes the sealed batches in the order they were made, assembles the
-packs and saves them, so packs and index are the same whatever thread finished
-first. At most :data:`MAX_QUEUED` batches are in flight, which bounds memory.
+Batches are compressed by a pool of :data:`SEAL_THREADS` threads (zstd releases
+the GIL), overlapping the caller's chunking and hashing; one more thread takes the
+compressed batches in the order they were made, encrypts each into the open pack's
+buffer (kept for the whole run) and saves full packs, so packs and index are the
+same whatever thread finished first. At most :data:`MAX_QUEUED` batches are in
+flight, which bounds memory.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from strongroom.errors import StrongroomError
 from strongroom.repository.format import (
@@ -34,8 +36,8 @@ from strongroom.repository.format import (
     pack_header,
     seal_metadata,
 )
-from strongroom.repository.index import IndexObject
-from strongroom.repository.keys import keyed_hasher, object_name, seal
+from strongroom.repository.index import encode_index_parts
+from strongroom.repository.keys import NONCE_SIZE, TAG_SIZE, keyed_hasher, object_name
 from strongroom.storage.backend import Backend, Handle, ObjectType
 
 BATCH_TARGET = 1 << 20
@@ -88,7 +90,7 @@ class PackWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strongroom-pack")
         self._slots = threading.BoundedSemaphore(MAX_QUEUED)
         self._futures: list[Future[None]] = []
-        self._pack: list[bytes] = []
+        self._pack = bytearray()  # the open pack's bytes are its first _pack_size bytes
         self._pack_size = 0
         self._pack_batches: list[tuple[int, int, bytes]] = []  # offset, length, batch id
         self._pack_entries: list[tuple[bytes, np.ndarray, int]] = []  # ids, offsets, plaintext length
@@ -179,37 +181,53 @@ class PackWriter:
     # --- worker thread ---
 
     def _seal_batch(self, batch: bytearray, ids: bytes) -> tuple[bytes, bytes]:
-        """(batch id, sealed bytes) of one batch. Runs on a sealing thread."""
-        assert self._data_key is not None
-        key, key_name = self._data_key
+        """(batch id, compressed batch). Runs on a sealing thread (zstd releases the GIL)."""
         hasher = keyed_hasher(self.id_key, b"strongroom batch id")
         hasher.update(ids)
-        batch_id = hasher.digest(16)
-        return batch_id, seal(key, compress(batch), batch_associated_data(key_name, batch_id))
+        return hasher.digest(16), compress(batch)
 
     def _add_to_pack(self, sealed_future: Future[tuple[bytes, bytes]], ids: bytes, offsets: np.ndarray, plaintext_length: int) -> None:
-        """Append a sealed batch to the open pack, in submission order; save the pack when full."""
+        """Encrypt a compressed batch into the open pack, in submission order; save the pack when full.
+
+        The pack is built in one buffer kept for the whole run (encrypted in place),
+        so no per-batch or per-pack buffer is allocated and freed.
+        """
         try:
-            batch_id, sealed = sealed_future.result()
+            batch_id, compressed = sealed_future.result()
             assert self._data_key is not None
-            if not self._pack:
-                header = pack_header(self._data_key[1])
-                self._pack.append(header)
+            key, key_name = self._data_key
+            if not self._pack_size:
+                header = pack_header(key_name)
+                self._reserve(len(header))
+                self._pack[: len(header)] = header
                 self._pack_size = len(header)
-            self._pack_batches.append((self._pack_size, len(sealed), batch_id))
+            sealed_length = NONCE_SIZE + len(compressed) + TAG_SIZE
+            self._reserve(self._pack_size + sealed_length)
+            nonce = os.urandom(NONCE_SIZE)
+            start = self._pack_size
+            self._pack[start : start + NONCE_SIZE] = nonce
+            output = memoryview(self._pack)[start + NONCE_SIZE : start + sealed_length]
+            ChaCha20Poly1305(key).encrypt_into(nonce, compressed, batch_associated_data(key_name, batch_id), output)
+            output.release()
+            del compressed
+            self._pack_batches.append((start, sealed_length, batch_id))
             self._pack_entries.append((ids, offsets, plaintext_length))
-            self._pack.append(sealed)
-            self._pack_size += len(sealed)
+            self._pack_size += sealed_length
             if self._pack_size >= PACK_TARGET:
                 self._save_pack()
         finally:
             self._slots.release()
 
+    def _reserve(self, size: int) -> None:
+        """Grow the pack buffer to hold ``size`` bytes (it never shrinks during the run)."""
+        if len(self._pack) < size:
+            self._pack.extend(bytes(max(size - len(self._pack), PACK_TARGET // 8)))
+
     def _save_pack(self) -> None:
         if not self._pack_batches:
             return
-        stored = b"".join(self._pack)
-        self._pack = []
+        stored = bytes(memoryview(self._pack)[: self._pack_size])
+        self._pack_size = 0
         name = object_name(stored)
         self.backend.save(Handle(ObjectType.DATA, name), stored)
         self.statistics.stored_bytes += len(stored)
@@ -223,13 +241,16 @@ class PackWriter:
         batches["length"] = [b[1] for b in self._pack_batches]
         batches["batch_id"] = [np.void(b[2]) for b in self._pack_batches]
         self._saved_batches.append(batches)
+        entries = np.zeros(sum(len(offsets) for _, offsets, _ in self._pack_entries), ENTRY_DTYPE)
+        row = 0
         for number, (ids, offsets, plaintext_length) in enumerate(self._pack_entries):
-            entries = np.zeros(len(offsets), ENTRY_DTYPE)
-            entries["id"] = np.frombuffer(ids, "S16")
-            entries["batch"] = batch_base + number
-            entries["offset"] = offsets
-            entries["length"] = np.diff(offsets, append=plaintext_length)
-            self._saved_entries.append(entries)
+            rows = slice(row, row + len(offsets))
+            entries["id"][rows] = np.frombuffer(ids, "S16")
+            entries["batch"][rows] = batch_base + number
+            entries["offset"][rows] = offsets
+            entries["length"][rows] = np.diff(offsets, append=plaintext_length)
+            row += len(offsets)
+        self._saved_entries.append(entries)
         self._pack_batches = []
         self._pack_entries = []
         if len(self._saved_packs) >= INDEX_EVERY_PACKS:
@@ -238,12 +259,9 @@ class PackWriter:
     def _write_index(self) -> None:
         if not self._saved_packs:
             return
-        content = IndexObject(
-            list(self._saved_packs),
-            np.concatenate(self._saved_batches),
-            np.concatenate(self._saved_entries),
-        )
-        stored = seal_metadata(INDEX_MAGIC, self.metadata_key, content.encode())
+        parts = encode_index_parts(self._saved_packs, self._saved_batches, self._saved_entries)
+        stored = seal_metadata(INDEX_MAGIC, self.metadata_key, parts)
+        del parts
         name = object_name(stored)
         self.backend.save(Handle(ObjectType.INDEX, name), stored)
         self.statistics.stored_bytes += len(stored)

@@ -717,9 +717,10 @@ class SnapshotWriter:
         literals = builder.literals
         del positions
         depth = base_depth + 1 if base_name else 0
-        payload = idlist.encode(base_name, depth, chunks, operations, literals)
-        del literals, builder
-        stored = seal_metadata(LIST_MAGIC, self.writer_key.metadata_key, payload)
+        parts = idlist.encode_parts(base_name, depth, chunks, operations, literals)
+        del literals
+        stored = seal_metadata(LIST_MAGIC, self.writer_key.metadata_key, parts)
+        del parts, builder
         list_name = object_name(stored)
         self.repository.backend.save(Handle(ObjectType.LISTS, list_name), stored)
         statistics = ComponentStatistics(

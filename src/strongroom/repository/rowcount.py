@@ -51,15 +51,14 @@ class RowCounter:
             self._feed_postgresql(block)
             self._at_line_start = block.endswith(b"\n")
 
-    def feed_spans(self, data: bytes, starts: np.ndarray, ends: np.ndarray) -> None:
+    def feed_spans(self, data: bytes | memoryview, starts: np.ndarray, ends: np.ndarray) -> None:
         """Count the rows in the records ``data[starts[k]:ends[k]]`` (the next records of the dump,
         following each other from ``starts[0]``). Vectorised for MariaDB dumps: each record's
         first bytes are compared with the current table's ``INSERT INTO `table``` prefix at once."""
         if len(starts) == 0:
             return
         if self.kind != "mariadb-dump":
-            first, last = int(starts[0]), int(ends[-1])
-            self.feed(data if (first, last) == (0, len(data)) else data[first:last])
+            self.feed(bytes(data[int(starts[0]) : int(ends[-1])]))
             return
         raw = np.frombuffer(data, dtype=np.uint8)
         at_line_start = np.empty(len(starts), dtype=bool)
