@@ -116,9 +116,23 @@ class DrillConfig(Section):
     )
 
 
+class RetentionConfig(Section):
+    """Which snapshots prune keeps (restic/borg style rules; a snapshot any rule keeps is kept)."""
+
+    keep_last: int = Field(default=0, ge=0, description="the N newest snapshots")
+    keep_hourly: int = Field(default=0, ge=0, description="the newest snapshot of each of the last N hours that have one")
+    keep_daily: int = Field(default=0, ge=0, description="... of each of the last N days")
+    keep_weekly: int = Field(default=0, ge=0, description="... of each of the last N ISO weeks")
+    keep_monthly: int = Field(default=0, ge=0, description="... of each of the last N months")
+    keep_yearly: int = Field(default=0, ge=0, description="... of each of the last N years")
+    keep_within: str | None = Field(default=None, description="every snapshot within this of the newest: 30d, 2w, 1y6M, 12h")
+    time_zone: str = Field(default="UTC", description="the time zone days, weeks, months and years are counted in")
+
+
 class Config(Section):
     """The whole configuration file."""
 
     repository: RepositoryConfig | None = None
     instance: InstanceConfig = InstanceConfig()
     drill: DrillConfig = DrillConfig()
+    retention: RetentionConfig = RetentionConfig()
