@@ -419,7 +419,8 @@ class _Planner:
 
     def rewrite_passbolt_php(self, plan: RestorePlan, content: bytes) -> tuple[bytes, str]:
         text = content.decode("utf-8")
-        parsed = parse_php(text, path="passbolt.php", environment={})
+        constants = self.target.layout.constants()
+        parsed = parse_php(text, path="passbolt.php", environment={}, constants=constants)
         data = parsed.returned if isinstance(parsed.returned, dict) else {}
         updates: dict[str, str | int] = {}
         layout = self.target.layout
@@ -446,7 +447,7 @@ class _Planner:
         if not updates:
             return content, ""
         try:
-            rewritten = set_php_values(text, updates, file_name="passbolt.php")
+            rewritten = set_php_values(text, updates, file_name="passbolt.php", constants=constants)
         except SourceError as error:
             plan.warnings.append(f"{error.message}: passbolt.php was restored as backed up ({error.hint})")
             return content, ""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from strongroom.errors import SourceError
 from strongroom.source.php import Token, _Lexer, parse_php, read_dotted
@@ -173,9 +174,12 @@ def _value_slot(located: list[_Located], index: int, key_path: tuple[str, ...]) 
     )
 
 
-def set_php_values(text: str, values: Mapping[str, Value], *, file_name: str = "passbolt.php") -> str:
+def set_php_values(
+    text: str, values: Mapping[str, Value], *, file_name: str = "passbolt.php", constants: Mapping[str, Any] | None = None
+) -> str:
     """Return ``text`` with each dotted key of ``values`` set (``Datasources.default.host``).
 
+    ``constants`` are the layout's path constants (``CONFIG``, ``DS``), for reading the result back.
     Only the value spans change; a missing key is added at the end of its array
     (whose parent path must exist). The result is parsed again and must read back
     the new values. Raises SourceError naming the key when that cannot be done safely.
@@ -224,7 +228,7 @@ def set_php_values(text: str, values: Mapping[str, Value], *, file_name: str = "
         if start < end and result[start:end].strip() == "":
             raise SourceError(f"cannot locate a value in {file_name}")
         result = result[:start] + replacement + result[end:]
-    check = parse_php(result, path=file_name, environment={})
+    check = parse_php(result, path=file_name, environment={}, constants=constants)
     data = check.returned if check.returned is not None else check.configure
     for dotted, value in values.items():
         if str(read_dotted(data, dotted)) != str(value):
