@@ -42,7 +42,8 @@ from strongroom.source.discovery import Instance, discover_instance
 from strongroom.source.dump import DockerContainer, DumpResult, open_dump, server_is_mariadb
 from strongroom.source.findings import Severity, has_errors, sorted_by_severity
 from strongroom.storage.backend import Backend
-from strongroom.storage.layers import open_backend
+# --- storage targets (issue 6): the primary location and its replicas ---
+from strongroom.actions.targets import TargetOutcome, open_primary, replicate_to_targets
 
 DATABASE_COMPONENT = "database.sql"
 FILES_PREFIX = "files"
@@ -68,6 +69,7 @@ class BackupResult:
     manifest: dict[str, Any]
     warnings: tuple[str, ...]
     seconds: float
+    targets: tuple[TargetOutcome, ...] = ()  # replicas of the primary (issue 6); empty: one location
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -92,6 +94,7 @@ class BackupResult:
             ],
             "changes": self.manifest.get("changes", {}),
             "warnings": list(self.warnings),
+            "targets": [outcome.to_dict() for outcome in self.targets],
         }
 
 
@@ -274,7 +277,7 @@ def run(config: Config, options: BackupOptions, reporter: Reporter | None = None
         writer_key = WriterKey.load(config.repository.writer_key)
     except ConfigError as error:
         raise ConfigError(f"{error.message}: a backup needs the host's writer key", hint=error.hint) from None
-    backend = open_backend(config.repository.url)
+    backend = open_primary(config.repository)
     if options.wrap_backend is not None:
         backend = options.wrap_backend(backend)
     repository = Repository.open(backend, config.repository, writer_key=writer_key)
@@ -345,8 +348,13 @@ def run(config: Config, options: BackupOptions, reporter: Reporter | None = None
         }
         report.phase("committing the snapshot")
         info = writer.commit(manifest)
+    # --- storage targets (issue 6): copy what each other target lacks, snapshots last ---
+    outcomes = tuple(replicate_to_targets(backend, config.repository, report))
+    warnings += [f"target {o.name} ({o.location}) was not updated: {o.error}" for o in outcomes if not o.ok]
+    # --- end of storage targets ---
     report.done()
-    return BackupResult(snapshot=info, manifest=manifest, warnings=tuple(warnings), seconds=time.monotonic() - started)
+    return BackupResult(snapshot=info, manifest=manifest, warnings=tuple(warnings), seconds=time.monotonic() - started,
+                        targets=outcomes)
 
 
 def _store_item(writer: Any, instance: Instance, item: BackupFile) -> list[dict[str, Any]]:

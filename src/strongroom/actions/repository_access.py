@@ -8,7 +8,7 @@ from strongroom.config.schema import RepositoryConfig
 from strongroom.errors import ConfigError
 from strongroom.repository.keys import Identity, WriterKey, load_identities
 from strongroom.repository.repository import Repository
-from strongroom.storage.layers import open_backend
+from strongroom.actions.targets import open_primary
 
 
 def open_repository(
@@ -33,5 +33,5 @@ def open_repository(
     identities: list[Identity] | None = None
     if identity_file is not None:
         identities = load_identities(identity_file, passphrase_file=passphrase_file)
-    backend = open_backend(config.url)
+    backend = open_primary(config)
     return Repository.open(backend, config, writer_key=writer_key, identities=identities)

@@ -67,6 +67,9 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        # Inline table: [[repository.targets]] entries and credentials sections.
+        return "{ " + ", ".join(f"{key} = {_toml_value(item)}" for key, item in value.items() if item is not None) + " }"
     if isinstance(value, Path):
         value = str(value)
     if isinstance(value, str):
