@@ -320,6 +320,9 @@ class _Planner:
                 if role == roles.PASSBOLT_CONFIG:
                     content, change = self.rewrite_passbolt_php(plan, content)
                 self.add_file(plan, role, path, content, str(record["component"]), change)
+        if self.source_layout == "docker" and not self.target.is_docker and "config" in self.parts:
+            plan.warnings.append("the snapshot's configuration is Docker env values: no passbolt.php is written for the "
+                                 f"{layout.name} layout; write one from the restored env file (restore --to DIR)")
         if self.target.is_docker and "config" in self.parts and self.source_layout != "docker":
             self.plan_generated_env(plan, docker_values)
         if any(str(f.get("role")) == roles.SERVER_KEY_PRIVATE for f in wanted):
