@@ -152,6 +152,13 @@ def test_backup_restores_every_table_and_file(
         dumps = [call for call in calls if call[0] == "exec" and any("dump" in part for part in call)]
         assert dumps, calls
         assert not [call for call in calls if any(sandbox.target.password in part for part in call)]
+        # The live counts were taken inside the database container too, and agree with the dump's.
+        capsys.readouterr()
+        assert setup.run("show", "latest", "--json") == 0
+        database = json.loads(capsys.readouterr().out)["manifest"]["database"]
+        assert database["container"] == "passbolt-db-1"
+        assert database["live_row_counts"]["secrets"] == sandbox.row_counts["secrets"]
+        assert database["live_count_differences"] == {}
 
 
 @pytest.fixture

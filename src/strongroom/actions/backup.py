@@ -39,6 +39,7 @@ from strongroom.source import backupset as roles
 from strongroom.source.backupset import BackupFile
 from strongroom.source.checks import run_checks
 from strongroom.source.discovery import Instance, discover_instance
+from strongroom.source.docker import container_query_command
 from strongroom.source.dump import DockerContainer, DumpResult, open_dump, server_is_mariadb
 from strongroom.source.findings import Severity, has_errors, sorted_by_severity
 from strongroom.storage.backend import Backend
@@ -133,40 +134,34 @@ def _live_database_in_container(instance: Instance, container: str) -> _LiveData
     """Version and row counts through ``docker exec`` (the database is reachable only there)."""
     target = instance.database
     assert target is not None
-    password = target.password or ""
+    image = instance.docker.database_image if instance.docker is not None else None
     if target.engine == "postgresql":
-        base = ["docker", "exec", "-i", "-e", "PGPASSWORD", container, "psql", "-X", "-A", "-t", "-v",
-                "ON_ERROR_STOP=1", f"--username={target.user}", f"--dbname={target.database}", "-c"]
-        environment = {"PGPASSWORD": password}
         version_query = "SHOW server_version"
         tables_query = "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = 'public' ORDER BY tablename"
         quote = '"'
     else:
-        base = ["docker", "exec", "-i", "-e", "MYSQL_PWD", container, "mariadb", f"--user={target.user}",
-                "--batch", "--skip-column-names", str(target.database), "-e"]
-        environment = {"MYSQL_PWD": password}
         version_query = "SELECT VERSION()"
         tables_query = "SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'"
         quote = "`"
 
-    def query(sql: str) -> list[str]:
-        answer = run_program([*base, sql], env=environment, secrets=[password], timeout=120,
+    def query(sql: str) -> list[list[str]]:
+        argv, environment = container_query_command(target, container, image, [sql])
+        answer = run_program(argv, env=environment, secrets=[target.password or ""], timeout=120,
                              what=f"querying the database in container {container}")
-        return [line for line in answer.stdout.decode("utf-8", "replace").splitlines() if line.strip()]
+        lines = answer.stdout.decode("utf-8", "replace").splitlines()
+        return [line.split("\t") for line in lines if line.strip()]
 
     try:
-        version = query(version_query)[0].strip()
-        tables = [line.split("\t", 1)[0].strip() for line in query(tables_query)]
+        version = query(version_query)[0][0].strip()
+        tables = [row[0].strip() for row in query(tables_query)]
         counts: dict[str, int] = {}
-        if tables:
-            union = " UNION ALL ".join(
-                f"SELECT '{name}', COUNT(*) FROM {quote}{name}{quote}" for name in tables if name.isidentifier()
-            )
-            for line in query(union):
-                name, _, count = line.replace("|", "\t").partition("\t")
-                counts[name.strip()] = int(count.strip())
-    except CommandError as error:
-        raise DatabaseError(f"cannot query the database in container {container}: {error.message}") from None
+        names = [name for name in tables if name.isidentifier()]
+        if names:
+            union = " UNION ALL ".join(f"SELECT '{name}', COUNT(*) FROM {quote}{name}{quote}" for name in names)
+            counts = {row[0].strip(): int(row[1]) for row in query(union)}
+    except (CommandError, IndexError, ValueError) as error:
+        message = error.message if isinstance(error, CommandError) else f"unexpected answer ({error})"
+        raise DatabaseError(f"cannot query the database in container {container}: {message}") from None
     return _LiveDatabase(version, counts)
 
 

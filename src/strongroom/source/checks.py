@@ -43,6 +43,7 @@ from strongroom.errors import CommandError, DatabaseError, DependencyError, Sour
 from strongroom.source import backupset as roles
 from strongroom.source.backupset import BackupFile
 from strongroom.source.discovery import Instance
+from strongroom.source.docker import container_query_command
 from strongroom.source.findings import Finding, error, passed, warning
 
 INSECURE_DEFAULT_FINGERPRINT = "2FC8945833C51946E937F9FED47B0811573EE67E"
@@ -442,23 +443,13 @@ def check_database(instance: Instance) -> list[Finding]:
 
 
 def container_database_command(target: DatabaseTarget, container: str, image: str | None) -> tuple[list[str], dict[str, str]]:
-    """The ``docker exec`` command that prints the server version then the table names, and its environment.
-
-    The password travels as ``-e NAME`` (no value): docker copies it from the environment given.
-    """
-    password = target.password or ""
+    """The ``docker exec`` command that prints the server version then the table names, and its environment."""
     if target.engine == "postgresql":
         schema = (target.schema or "public").replace("'", "''")
-        argv = ["docker", "exec", "-i", "-e", "PGPASSWORD", container, "psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                f"--username={target.user}", f"--dbname={target.database}",
-                "-c", "SHOW server_version",
-                "-c", f"SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = '{schema}' ORDER BY tablename"]
-        return argv, {"PGPASSWORD": password}
-    client = "mysql" if image and "mysql" in image.lower() and "mariadb" not in image.lower() else "mariadb"
-    argv = ["docker", "exec", "-i", "-e", "MYSQL_PWD", container, client, f"--user={target.user}", "--batch",
-            "--skip-column-names", "-e", "SELECT VERSION(); SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'",
-            str(target.database)]
-    return argv, {"MYSQL_PWD": password}
+        queries = ["SHOW server_version", f"SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = '{schema}' ORDER BY tablename"]
+    else:
+        queries = ["SELECT VERSION()", "SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'"]
+    return container_query_command(target, container, image, queries)
 
 
 def _check_database_in_container(instance: Instance, target: DatabaseTarget, container: str) -> list[Finding]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from strongroom import execute
+from strongroom.dbserver.connection import DatabaseTarget
 from strongroom.errors import CommandError, DependencyError, SourceError
 from strongroom.source.layouts import under_root
 
@@ -509,3 +510,26 @@ def read_container_file(container: str, path: PurePosixPath, *, program: str = "
     except (CommandError, DependencyError) as exc:
         raise SourceError(f"cannot read {path} in the container {container}: {exc.message.splitlines()[0]}") from None
     return answer.stdout.decode("utf-8", "replace")
+
+
+def container_query_command(
+    target: DatabaseTarget, container: str, image: str | None, queries: Sequence[str], *, program: str = "docker"
+) -> tuple[list[str], dict[str, str]]:
+    """The ``docker exec`` command running ``queries`` with the database container's own client, and its environment.
+
+    Rows come out one a line, columns separated by a tab, no headers. The client
+    reaches the server on the image's default socket (the host name passbolt uses
+    means nothing inside the database container). The password travels as ``-e
+    NAME`` with no value: docker copies it from the environment returned here.
+    """
+    password = target.password or ""
+    if target.engine == "postgresql":
+        argv = [program, "exec", "-i", "-e", "PGPASSWORD", container, "psql", "-X", "-A", "-t", "-F", "\t",
+                "-v", "ON_ERROR_STOP=1", f"--username={target.user}", f"--dbname={target.database}"]
+        for query in queries:
+            argv += ["-c", query]
+        return argv, {"PGPASSWORD": password}
+    client = "mysql" if image and "mysql" in image.lower() and "mariadb" not in image.lower() else "mariadb"
+    argv = [program, "exec", "-i", "-e", "MYSQL_PWD", container, client, f"--user={target.user}", "--batch",
+            "--skip-column-names", "-e", "; ".join(queries), str(target.database)]
+    return argv, {"MYSQL_PWD": password}
