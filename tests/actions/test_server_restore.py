@@ -411,3 +411,25 @@ def mariadb_source_or_new(request: pytest.FixtureRequest, engine: str, tmp_path:
     if engine == "mariadb":
         return request.getfixturevalue("mariadb_source")  # type: ignore[no-any-return]
     return Source(request.getfixturevalue("postgresql_server"), tmp_path / "source")
+
+
+def test_v1_avatars_and_config_files(mariadb_server: Any, tmp_path: Path) -> None:
+    source = Source(mariadb_server, tmp_path / "source", layout="v1")
+    root = fresh_root(tmp_path, version=None)
+    options = server_restore.ServerRestoreOptions(root=root, only=("files",))
+    result = server_restore.run(source.repository(), "latest", options)
+    public = "var/www/passbolt/app/webroot/img/public"
+    originals = sorted((source.sandbox.root / public).rglob("*.png"))
+    assert originals
+    for original in originals:
+        copy = root / original.relative_to(source.sandbox.root)
+        assert copy.read_bytes() == original.read_bytes()
+        assert owner_and_mode(copy) == (*WEB, 0o644)
+        assert owner_and_mode(copy.parent) == (*WEB, 0o755)
+    for name in ("app.php", "core.php", "database.php", "email.php", "gpg/serverkey_private.asc"):
+        path = root / "var/www/passbolt/app/Config" / name
+        assert path.read_bytes() == (source.sandbox.root / "var/www/passbolt/app/Config" / name).read_bytes()
+        assert owner_and_mode(path) == (*WEB, 0o440), name
+    assert source.sandbox.server_fingerprint in result.keyring_fingerprints
+    assert any("version" in warning for warning in result.plan.warnings)
+    assert not result.failed_checks, [c.to_dict() for c in result.checks]

@@ -675,7 +675,13 @@ def _run_checks(plan: RestorePlan, manifest: dict[str, Any], fingerprints: list[
     if "config" in plan.parts and (files.passbolt_config is not None or files.docker_env is not None):
         wanted.append(drill_checks.CONFIGURATION)
     results: list[drill_checks.CheckResult] = []
-    if wanted:
+    if wanted and plan.database is None:
+        # Files only: the file checks run alone (run_checks needs a database).
+        file_checks = {drill_checks.SERVER_KEY: lambda: drill_checks.check_server_key(files, facts),
+                       drill_checks.JWT_KEYS: lambda: drill_checks.check_jwt_keys(files),
+                       drill_checks.CONFIGURATION: lambda: drill_checks.check_configuration(files)}
+        results = [file_checks[name]() for name in wanted if name in file_checks]
+    elif wanted:
         connection = connect(plan.database.target, timeout=15) if plan.database is not None else None
         try:
             restored = drill_checks.RestoredDatabase(connection, plan.database.target.engine,  # type: ignore[arg-type, union-attr]
