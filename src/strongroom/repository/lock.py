@@ -4,7 +4,9 @@ A lock is JSON: host, pid, run id, kind (``exclusive`` for writers), and the tim
 it was last refreshed. A holder refreshes it every :data:`REFRESH_SECONDS`. A lock
 is *stale*, and ignored (and removed when the storage allows), when it was not
 refreshed for :data:`STALE_SECONDS`, or when it was made on this host by a process
-that no longer exists. So a killed run never wedges unattended backups.
+that no longer exists. So a killed run never wedges unattended backups. On storage
+that refuses deletes (append-only host credentials) a holder releases its lock by
+overwriting it with ``{"released": true}``, which readers treat as no lock.
 
 Taking a lock: save our lock, then list the others. If a live exclusive lock exists
 that is older than ours (ties broken by name), ours is removed and we wait and
@@ -68,6 +70,8 @@ class LockInfo:
 def _read(backend: Backend, name: str) -> LockInfo | None:
     try:
         data: dict[str, Any] = json.loads(backend.load(Handle(ObjectType.LOCKS, name)))
+        if data.get("released"):
+            return None  # released on storage that refuses deletes
         return LockInfo(
             name, str(data["host"]), int(data["pid"]), str(data["run_id"]), str(data["kind"]),
             float(data["created"]), float(data["refreshed"]),
@@ -121,8 +125,14 @@ class RepositoryLock:
         self.backend.save(Handle(ObjectType.LOCKS, self.name), json.dumps(body).encode())
 
     def _remove_own(self) -> None:
+        """Remove our lock; on storage that refuses deletes (append-only host credentials),
+        overwrite it with a released marker, which every reader treats as no lock."""
+        handle = Handle(ObjectType.LOCKS, self.name)
+        if not self.backend.capabilities.delete:
+            self.backend.save(handle, json.dumps({"released": True, "run_id": self.run_id}).encode())
+            return
         try:
-            self.backend.remove(Handle(ObjectType.LOCKS, self.name))
+            self.backend.remove(handle)
         except ObjectNotFound:
             pass
 
