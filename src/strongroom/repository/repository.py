@@ -79,6 +79,7 @@ from strongroom.repository.keys import (
     verify_signature,
 )
 from strongroom.repository.lock import RepositoryLock
+from strongroom.repository.marks import read_marks, unmarked_ids
 from strongroom.repository.packer import PackStatistics, PackWriter
 from strongroom.repository.rowcount import RowCounter
 from strongroom.repository.snapshot import (
@@ -98,6 +99,12 @@ ONLY_WRITER_KEY = "this host holds only the writer key; restore needs a recipien
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds of an ISO 8601 time from a snapshot header (UTC when it names no zone)."""
+    moment = datetime.fromisoformat(text)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def content_hasher(id_key: bytes) -> Any:
@@ -185,6 +192,7 @@ class SnapshotListing:
 
     snapshots: tuple[SnapshotHeader, ...]
     problems: tuple[SnapshotProblem, ...]
+    records: tuple[SnapshotHeader, ...] = ()  # prune's removal and marks records
 
 
 @dataclass(frozen=True)
@@ -422,7 +430,11 @@ class Repository:
             valid[name] = header
         problems.extend(chain_problems(list(valid.values())))
         ordered = sorted(valid.values(), key=lambda h: (h.sequence, h.time, h.name))
-        return SnapshotListing(tuple(h for h in ordered if h.kind == KIND_SNAPSHOT), tuple(problems))
+        return SnapshotListing(
+            tuple(h for h in ordered if h.kind == KIND_SNAPSHOT),
+            tuple(problems),
+            tuple(h for h in ordered if h.kind != KIND_SNAPSHOT),
+        )
 
     def resolve(self, reference: str, listing: SnapshotListing | None = None) -> SnapshotHeader:
         """The header of ``reference``: ``latest`` or a unique prefix of a snapshot name.
@@ -594,6 +606,8 @@ def chain_problems(headers: list[SnapshotHeader]) -> list[SnapshotProblem]:
     problems = []
     successors: dict[str | None, list[SnapshotHeader]] = {}
     for header in headers:
+        if header.kind != KIND_SNAPSHOT:
+            continue  # prune's removal and marks records are not links of the chain
         successors.setdefault(header.predecessor, []).append(header)
         if header.predecessor and header.predecessor not in names and header.predecessor not in removed:
             problems.append(
@@ -640,7 +654,9 @@ class SnapshotWriter:
         objects, damaged = repository.load_index_objects(skip_damaged=True)
         for name, problem in damaged:
             log.warning("ignoring damaged index object %s: %s", name[:12], problem)
-        self.known = KnownIds(np.concatenate([obj.entries["id"] for _, obj in objects]) if objects else np.empty(0, "S16"))
+        # Chunks of packs prune marked are unknown to this run (stored again): see marks.py.
+        marked = read_marks(listing.records, lambda name: repository.load_snapshot_by_name(name).body, parse_time).packs
+        self.known = KnownIds(np.concatenate([unmarked_ids(obj, marked) for _, obj in objects]) if objects else np.empty(0, "S16"))
         del objects
         self._chunk_key = chunk_hash_key(self.writer_key.id_key)
         self.packer = PackWriter(
