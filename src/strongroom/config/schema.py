@@ -127,6 +127,9 @@ class RetentionConfig(Section):
     keep_yearly: int = Field(default=0, ge=0, description="... of each of the last N years")
     keep_within: str | None = Field(default=None, description="every snapshot within this of the newest: 30d, 2w, 1y6M, 12h")
     time_zone: str = Field(default="UTC", description="the time zone days, weeks, months and years are counted in")
+    prune_grace: str = Field(
+        default="1h", description="how long prune waits between marking unreferenced data and deleting it: 1h, 30m, 1d"
+    )
 
 
 class Config(Section):

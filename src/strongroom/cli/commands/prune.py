@@ -1,0 +1,82 @@
+"""``strongroom prune``: apply the retention policy and remove unreferenced data in two phases."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from strongroom.actions import prune as prune_action
+from strongroom.actions.repository_access import open_repository
+from strongroom.cli.context import Context
+from strongroom.cli.render import human_bytes
+from strongroom.errors import ExitCode
+
+NAME = "prune"
+HELP = "remove the snapshots the retention policy lets go, and data nothing references"
+DESCRIPTION = """\
+Decide every snapshot by the [retention] rules (the newest snapshot, the newest
+one that passed a drill and object-locked ones are always kept), save a signed
+removal record, delete the removed snapshots, and remove the data no remaining
+snapshot references in two phases: unreferenced packs, id lists and data keys are
+marked first and deleted by a later prune, once the mark is older than
+[retention] prune_grace and no backup that started before it is still running.
+Needs the writer key, never an identity. --dry-run prints the plan only. Space
+held by dead chunks inside packs that still hold live ones is shown as what a
+repack could reclaim."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``prune``."""
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+
+
+def _group(group: prune_action.engine.ObjectGroup) -> str:
+    return (
+        f"{group.count('data')} packs ({human_bytes(sum(group.names['data'].values()))}), "
+        f"{group.count('lists')} id lists, {group.count('keys')} data keys"
+    )
+
+
+def execute(args: argparse.Namespace, context: Context) -> int:
+    """Plan and (unless --dry-run) prune; return 0."""
+    repository = open_repository(context.require_repository(), writer_key_required=True)
+    outcome = prune_action.run(repository, context.config, dry_run=args.dry_run)
+    if context.json_output:
+        context.emit_json(prune_action.outcome_to_dict(outcome))
+        return int(ExitCode.OK)
+    plan = outcome.plan
+    table = Table(title=f"retention: {outcome.policy}")
+    for column in ("id", "seq", "time", "action", "rule"):
+        table.add_column(column)
+    for decision in plan.decisions:
+        snapshot = decision.snapshot
+        table.add_row(
+            snapshot.name[:8], str(snapshot.sequence), snapshot.time.isoformat(timespec="seconds"),
+            "keep" if decision.keep else "[red]remove[/red]", ", ".join(decision.reasons) or "no rule keeps it",
+        )
+    context.console.print(table)
+    verb = "would" if outcome.result is None else "will"
+    context.say(f"frees now: {_group(plan.delete_now)} (marked earlier, grace {outcome.grace_seconds:.0f} s passed)")
+    context.say(f"marks for a later prune: {_group(plan.mark_now)}")
+    if plan.waiting.count():
+        context.say(f"marked, waiting: {_group(plan.waiting)}")
+        for reason in plan.waiting_reasons:
+            context.say(f"  {reason}")
+    if plan.repack_packs:
+        context.say(
+            f"only a repack could reclaim about {human_bytes(plan.repack_bytes)}: dead chunks in {plan.repack_packs} "
+            f"packs still in use ({plan.mostly_dead_packs} more than half dead); repacking needs an identity "
+            "and is not available in this version"
+        )
+    if outcome.result is None:
+        context.say(f"dry run: nothing changed ({verb} remove {len(plan.remove)} snapshots)")
+        return int(ExitCode.OK)
+    result = outcome.result
+    context.say(
+        f"removed {len(result.removed_snapshots)} snapshots; deleted {_group(result.deleted)}; "
+        f"marked {_group(result.marked)}; rewrote {len(result.index_deleted)} index objects into {len(result.index_written)}"
+    )
+    if result.kept_back:
+        context.say(f"{len(result.kept_back)} marked objects are in use again and stay: {', '.join(result.kept_back[:5])}")
+    return int(ExitCode.OK)
