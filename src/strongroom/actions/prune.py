@@ -16,11 +16,12 @@ from strongroom.config.schema import Config
 from strongroom.errors import IdentityError, StorageError, UsageError
 from strongroom.repository import prune as engine
 from strongroom.repository.drills import list_records
-from strongroom.repository.marks import MARKED_TYPES
 from strongroom.repository.repository import Repository
 from strongroom.repository.retention import parse_duration, policy_from_settings
 from strongroom.repository.snapshot import SnapshotHeader
 from strongroom.storage.location import parse_location
+
+ObjectGroup = engine.ObjectGroup
 
 
 @dataclass
@@ -123,5 +124,3 @@ def outcome_to_dict(outcome: PruneOutcome) -> dict[str, Any]:
         }
     return data
 
-
-_ = MARKED_TYPES

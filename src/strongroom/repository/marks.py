@@ -100,10 +100,10 @@ def read_marks(records: Iterable[SnapshotHeader], open_body: Callable[[str], dic
 
 def unmarked_ids(index_object: IndexObject, marked_packs: frozenset[str]) -> np.ndarray:
     """The chunk ids of ``index_object`` that are not in a marked pack (all of them when none is marked)."""
-    if not marked_packs or not any(pack in marked_packs for pack in index_object.packs):
-        return index_object.entries["id"]
+    ids: np.ndarray = index_object.entries["id"]
+    if not marked_packs or not any(pack in marked_packs for pack in index_object.packs) or len(ids) == 0:
+        return ids
     pack_marked = np.array([pack in marked_packs for pack in index_object.packs], dtype=bool)
-    batch_marked = pack_marked[index_object.batches["pack"]] if len(index_object.batches) else np.zeros(0, bool)
-    if len(index_object.entries) == 0:
-        return index_object.entries["id"]
-    return index_object.entries["id"][~batch_marked[index_object.entries["batch"]]]
+    batch_marked = pack_marked[index_object.batches["pack"]]
+    unmarked: np.ndarray = ids[~batch_marked[index_object.entries["batch"]]]
+    return unmarked

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from strongroom.errors import IntegrityError, ObjectNotFound, RepositoryError, StorageError, UsageError
+from strongroom.errors import IntegrityError, ObjectNotFound, RepositoryError, UsageError
 from strongroom.repository import idlist
 from strongroom.repository.format import INDEX_MAGIC, PACK_HEADER_SIZE, parse_pack_header, seal_metadata
 from strongroom.repository.index import IndexObject, RepositoryIndex
@@ -549,15 +549,17 @@ def execute_plan(
 def _concatenate(objects: list[IndexObject]) -> IndexObject | None:
     """One index object holding every entry of ``objects`` (None when they hold none)."""
     packs: list[str] = []
-    batch_parts = []
-    entry_parts = []
+    batch_parts: list[np.ndarray] = []
+    entry_parts: list[np.ndarray] = []
+    batch_count = 0
     for obj in objects:
         if len(obj.entries) == 0 and len(obj.batches) == 0:
             continue
         batches = obj.batches.copy()
         batches["pack"] += len(packs)
         entries = obj.entries.copy()
-        entries["batch"] += sum(len(part) for part in batch_parts)
+        entries["batch"] += batch_count
+        batch_count += len(batches)
         packs.extend(obj.packs)
         batch_parts.append(batches)
         entry_parts.append(entries)
@@ -565,5 +567,3 @@ def _concatenate(objects: list[IndexObject]) -> IndexObject | None:
         return None
     return IndexObject(packs, np.concatenate(batch_parts), np.concatenate(entry_parts))
 
-
-_ = StorageError

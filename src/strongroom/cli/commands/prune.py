@@ -7,6 +7,7 @@ import argparse
 from rich.table import Table
 
 from strongroom.actions import prune as prune_action
+from strongroom.actions.prune import ObjectGroup
 from strongroom.actions.repository_access import open_repository
 from strongroom.cli.context import Context
 from strongroom.cli.render import human_bytes
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
 
 
-def _group(group: prune_action.engine.ObjectGroup) -> str:
+def _group(group: ObjectGroup) -> str:
     return (
         f"{group.count('data')} packs ({human_bytes(sum(group.names['data'].values()))}), "
         f"{group.count('lists')} id lists, {group.count('keys')} data keys"
