@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from strongroom.errors import IntegrityError, ObjectNotFound, RepositoryError, UsageError
+from strongroom.errors import IntegrityError, ObjectNotFound, PermanentStorageError, RepositoryError, UsageError
 from strongroom.repository import idlist
 from strongroom.repository.format import INDEX_MAGIC, PACK_HEADER_SIZE, parse_pack_header, seal_metadata
 from strongroom.repository.index import IndexObject, RepositoryIndex
@@ -452,10 +452,17 @@ def execute_plan(
 
     References are recomputed from every snapshot in the repository at the time of
     deletion (a backup that committed since the plan is honoured). ``step(name)`` is
-    called before each stage (for progress and tests). Raises IntegrityError (refusing
-    on damage), StorageError (the repository stays consistent: run prune again).
+    called before each stage (for progress and tests). Raises PermanentStorageError
+    when the backend's credentials may not delete (before changing anything),
+    IntegrityError (refusing on damage), StorageError (the repository stays
+    consistent: run prune again).
     """
     assert repository.writer_key is not None
+    if not repository.backend.capabilities.delete:
+        raise PermanentStorageError(
+            f"the credentials for {repository.backend.location} may not delete objects: prune cannot run with them",
+            hint="run prune on a trusted machine with a copy of the writer key and storage credentials that may delete",
+        )
     result = PruneResult()
     announce = step or (lambda name: None)
 
