@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -327,9 +328,21 @@ elif sys.argv[1:3] == ["passbolt", "healthcheck"]:
 '''
 
 
-def test_passbolt_steps_run_as_the_web_user(mariadb_source: Source, mariadb_server: Any, tmp_path: Path) -> None:
-    root = fresh_root(tmp_path)
-    log = tmp_path / "cake-calls.jsonl"
+@pytest.fixture
+def reachable_directory() -> Iterator[Path]:
+    """A folder the web user can reach, outside pytest's own temporary root (which is 0700
+    and which any concurrent pytest session may reset to 0700)."""
+    directory = Path(tempfile.mkdtemp(prefix="strongroom-restore-"))
+    directory.chmod(0o711)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_passbolt_steps_run_as_the_web_user(mariadb_source: Source, mariadb_server: Any, reachable_directory: Path) -> None:
+    root = fresh_root(reachable_directory)
+    log = reachable_directory / "cake-calls.jsonl"
     log.touch()
     log.chmod(0o666)
     cake = root / "usr/share/php/passbolt/bin/cake"
@@ -337,7 +350,7 @@ def test_passbolt_steps_run_as_the_web_user(mariadb_source: Source, mariadb_serv
     cake.write_text(CAKE.replace("LOG_PATH", str(log)))
     cake.chmod(0o755)
     # The web user must reach the stand-in and its log, as on a real server.
-    for parent in [log.parent, *log.parent.parents]:
+    for parent in [cake.parent, *list(cake.parents)[: len(cake.relative_to(reachable_directory).parts)]]:
         parent.chmod(parent.stat().st_mode | 0o011)
     options = server_restore.ServerRestoreOptions(root=root, database=fresh_database(mariadb_server), run_passbolt_steps=True)
     result = server_restore.run(mariadb_source.repository(), "latest", options)
