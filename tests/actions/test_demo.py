@@ -24,6 +24,7 @@ def test_demo_backs_up_twice_restores_and_says_where_everything_is(tmp_path: Pat
     assert result["changed_rows"] > 0
     assert 0 < second_new < first_new / 20  # only the changed rows were stored again
     assert result["restored_files"] >= 7 and result["restored_dump_bytes"] > 1_000_000
+    assert result["status"]["stale"] is False
     assert result["drill"]["passed"] is True and result["drill"]["snapshot"] == result["snapshots"]["snapshots"][-1]["name"]
     for path in result["paths"].values():
         assert Path(path).exists(), path

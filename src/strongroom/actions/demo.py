@@ -4,8 +4,8 @@ It starts a throwaway database server, creates a sandbox passbolt instance in it
 initialises a repository in a local folder with a newly generated recipient
 identity, backs up, changes a few rows as a day of use would, backs up again (to
 show that only the changed rows are stored), lists the snapshots, drills the
-latest in a second throwaway server (every check of ``strongroom drill``) and
-restores it into a folder. Everything
+latest in a second throwaway server (every check of ``strongroom drill``), shows
+``strongroom status`` and restores the latest into a folder. Everything
 it makes stays in one folder; the throwaway server stops when the demo ends.
 """
 
@@ -24,6 +24,7 @@ from strongroom.actions import backup as backup_action
 from strongroom.actions import drill as drill_action
 from strongroom.actions import init as init_action
 from strongroom.actions import restore as restore_action
+from strongroom.actions import status as status_action
 from strongroom.actions.repository_access import open_repository
 from strongroom.actions.snapshots import SnapshotsResult, list_snapshots
 from strongroom.config.loading import load_config
@@ -56,6 +57,7 @@ class DemoResult:
     backups: list[dict[str, Any]] = field(default_factory=list)
     snapshots: SnapshotsResult | None = None
     drill: drill_action.DrillResult | None = None
+    status: status_action.StatusResult | None = None
     restored_dump_bytes: int = 0
     restored_files: int = 0
     changed_rows: int = 0
@@ -69,6 +71,7 @@ class DemoResult:
             "backups": self.backups,
             "snapshots": self.snapshots.to_dict() if self.snapshots else None,
             "drill": self.drill.to_dict() if self.drill else None,
+            "status": self.status.to_dict() if self.status else None,
             "restored_dump_bytes": self.restored_dump_bytes,
             "restored_files": self.restored_files,
             "changed_rows": self.changed_rows,
@@ -204,6 +207,10 @@ def run(options: DemoOptions, reporter: Reporter | None = None) -> DemoResult:
             f"drill {verdict} ({len(result.drill.checks)} checks, restored in {result.drill.restore_seconds:.1f} s); "
             f"report in {paths['drill report']}"
         )
+
+        result.status = status_action.run(load_config(paths["configuration"]))
+        state = "stale" if result.status.stale else "ok"
+        report.note(f"status: {state} (last backup and last passed drill are minutes old)")
 
         report.phase("restoring the latest snapshot")
         restored = restore_action.run(repository, "latest", paths["restored"], reporter=report)

@@ -132,6 +132,16 @@ class RetentionConfig(Section):
     )
 
 
+class StatusConfig(Section):
+    """When ``status`` calls a target stale, and when it asks for a repack."""
+
+    max_backup_age: str = Field(default="26h", description="the last backup may be this old: 26h, 2d, ...")
+    max_drill_age: str = Field(default="8d", description="the last successful drill may be this old")
+    repack_warning_percent: float = Field(
+        default=30.0, ge=0, le=100, description="warn when this share of stored data is dead inside live packs"
+    )
+
+
 class Config(Section):
     """The whole configuration file."""
 
@@ -139,3 +149,4 @@ class Config(Section):
     instance: InstanceConfig = InstanceConfig()
     drill: DrillConfig = DrillConfig()
     retention: RetentionConfig = RetentionConfig()
+    status: StatusConfig = StatusConfig()

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from strongroom.cli.commands import backup, demo, discover, drill, init, prune, restore, sandbox, show, snapshots, verify
+from strongroom.cli.commands import backup, demo, discover, drill, init, prune, restore, sandbox, show, snapshots, status, verify
 
-COMMANDS: tuple[ModuleType, ...] = (init, discover, backup, snapshots, show, restore, drill, verify, prune, demo, sandbox)
+COMMANDS: tuple[ModuleType, ...] = (init, discover, backup, snapshots, show, restore, drill, verify, prune, status, demo, sandbox)

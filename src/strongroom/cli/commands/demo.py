@@ -63,6 +63,10 @@ def execute(args: argparse.Namespace, context: Context) -> int:
         drill = result.drill
         verdict = "[green]passed[/green]" if drill.passed else "[red]FAILED[/red]: " + ", ".join(drill.failed_checks)
         context.say(f"drill {verdict}: {len(drill.checks)} checks, time to restore {drill.restore_seconds:.1f} s")
+    if result.status is not None:
+        target = result.status.targets[0]
+        state = "[red]stale[/red]" if result.status.stale else "[green]ok[/green]"
+        context.say(f"status {state}: {target.snapshots} snapshots, last backup and last passed drill just now")
     context.say(f"restored {result.restored_files} files and the database dump ({human_bytes(result.restored_dump_bytes)})")
     where = Table(title="where everything is", show_header=False, box=None, pad_edge=False)
     where.add_column(style="bold")
