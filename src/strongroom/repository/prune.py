@@ -317,7 +317,9 @@ def make_plan(
     objects = _index_objects(repository)
     existing = {kind: _objects(repository, _TYPES[kind]) for kind in MARKED_TYPES}
     eligible = _eligible(marks, locks, grace_seconds, moment)
-    references = compute_references(repository, kept, objects, avoid_packs=frozenset(eligible["data"]))
+    # Chunks are located outside marked packs where possible: a marked pack whose chunks are
+    # stored again elsewhere (by a later backup, or a repack) is not in use.
+    references = compute_references(repository, kept, objects, avoid_packs=marks.packs)
     unreferenced = _unreferenced(repository, references, existing, pack_keys(repository, existing["data"]))
     delete_now, mark_now, waiting = ObjectGroup(), ObjectGroup(), ObjectGroup()
     for kind in MARKED_TYPES:
@@ -485,7 +487,7 @@ def execute_plan(
     marks = _marks(repository, listing)
     objects = _index_objects(repository)
     eligible = _eligible(marks, locks, grace_seconds, now)
-    references = compute_references(repository, listing.snapshots, objects, avoid_packs=frozenset(eligible["data"]))
+    references = compute_references(repository, listing.snapshots, objects, avoid_packs=marks.packs)
     existing = {kind: _objects(repository, _TYPES[kind]) for kind in MARKED_TYPES}
     keys_of_packs = pack_keys(repository, existing["data"])
     unreferenced = _unreferenced(repository, references, existing, keys_of_packs)
