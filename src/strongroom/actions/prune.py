@@ -15,6 +15,7 @@ from typing import Any
 from strongroom.config.schema import Config
 from strongroom.errors import IdentityError, StorageError, UsageError
 from strongroom.repository import prune as engine
+from strongroom.repository import repack as repacking
 from strongroom.repository.drills import list_records
 from strongroom.repository.repository import Repository
 from strongroom.repository.retention import parse_duration, policy_from_settings
@@ -32,6 +33,8 @@ class PruneOutcome:
     result: engine.PruneResult | None
     grace_seconds: float
     policy: str
+    repack_plan: repacking.RepackPlan | None = None
+    repack_result: repacking.RepackResult | None = None
 
 
 def _drilled(repository: Repository, trusted: tuple[str, ...]) -> set[str]:
@@ -53,11 +56,18 @@ def _object_lock(url: str) -> timedelta | None:
     return timedelta(days=float(location.option("lock_days") or 30))
 
 
-def run(repository: Repository, config: Config, *, dry_run: bool) -> PruneOutcome:
-    """Plan a prune under ``config.retention`` and (unless ``dry_run``) execute it.
+def run(
+    repository: Repository, config: Config, *, dry_run: bool, repack: bool = False,
+    repack_threshold: float = repacking.DEFAULT_THRESHOLD_PERCENT,
+) -> PruneOutcome:
+    """Plan a prune under ``config.retention`` and (unless ``dry_run``) execute it; with
+    ``repack``, then copy the live chunks of packs more than ``repack_threshold`` percent
+    dead into new packs and mark the old ones for a later prune.
 
-    Raises UsageError (no writer key), ConfigError (bad retention settings),
-    IntegrityError (the repository is damaged: prune refuses), StorageError.
+    Raises UsageError (no writer key, bad threshold), IdentityError (``repack`` without an
+    identity that opens the repository and the data keys of the packs to repack: raised
+    before anything changes), ConfigError (bad retention settings), IntegrityError (the
+    repository is damaged: prune refuses), LockedError, StorageError.
     """
     if repository.writer_key is None:
         raise UsageError(
@@ -77,9 +87,23 @@ def run(repository: Repository, config: Config, *, dry_run: bool) -> PruneOutcom
     def locked_until(header: SnapshotHeader) -> datetime | None:
         return datetime.fromisoformat(header.time) + retained if retained else None
 
+    if repack:
+        repacking.check_threshold(repack_threshold)
+        repacking.require_identity(repository)  # IdentityError now, before the prune changes anything
     plan = engine.make_plan(repository, policy, grace_seconds=grace, drilled=drilled, locked_until=locked_until)
-    result = None if dry_run else engine.execute_plan(repository, plan, grace_seconds=grace)
-    return PruneOutcome(plan, result, grace, policy.describe())
+    repack_plan = None
+    if repack:
+        removed = set(plan.remove)
+        kept = [header for header in repository.list_snapshots().snapshots if header.name not in removed]
+        repack_plan = repacking.make_plan(repository, kept, threshold_percent=repack_threshold)
+        repacking.open_data_keys(repository, [share.name for share in repack_plan.chosen])
+    if dry_run:
+        return PruneOutcome(plan, None, grace, policy.describe(), repack_plan)
+    result = engine.execute_plan(repository, plan, grace_seconds=grace)
+    repack_result = repacking.execute_plan(repository, threshold_percent=repack_threshold) if repack else None
+    return PruneOutcome(
+        plan, result, grace, policy.describe(), repack_result.plan if repack_result else None, repack_result
+    )
 
 
 def outcome_to_dict(outcome: PruneOutcome) -> dict[str, Any]:
@@ -109,6 +133,10 @@ def outcome_to_dict(outcome: PruneOutcome) -> dict[str, Any]:
         },
         "referenced_pack_bytes": plan.referenced_bytes,
     }
+    if outcome.repack_plan is not None:
+        data["repack"]["plan"] = outcome.repack_plan.to_dict()
+    if outcome.repack_result is not None:
+        data["repack"]["result"] = outcome.repack_result.to_dict()
     if outcome.result is not None:
         result = outcome.result
         data["result"] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.table import Table
 
@@ -12,6 +13,7 @@ from strongroom.actions.repository_access import open_repository
 from strongroom.cli.context import Context
 from strongroom.cli.render import human_bytes
 from strongroom.errors import ExitCode
+from strongroom.repository.repack import DEFAULT_THRESHOLD_PERCENT
 
 NAME = "prune"
 HELP = "remove the snapshots the retention policy lets go, and data nothing references"
@@ -22,14 +24,28 @@ removal record, delete the removed snapshots, and remove the data no remaining
 snapshot references in two phases: unreferenced packs, id lists and data keys are
 marked first and deleted by a later prune, once the mark is older than
 [retention] prune_grace and no backup that started before it is still running.
-Needs the writer key, never an identity. --dry-run prints the plan only. Space
+Needs the writer key (no identity, unless --repack). --dry-run prints the plan only. Space
 held by dead chunks inside packs that still hold live ones is shown as what a
-repack could reclaim."""
+repack could reclaim.
+
+--repack (on a trusted machine: it needs an identity as well as the writer key)
+then copies the live chunks of every pack more dead than --repack-threshold into
+new packs under a new data key, and marks the old packs: a later prune deletes
+them after prune_grace, with the same checks. Without a usable identity it stops
+before changing anything (exit status 10)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``prune``."""
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    parser.add_argument("--repack", action="store_true",
+                        help="then rewrite packs more dead than --repack-threshold (needs --identity)")
+    parser.add_argument("--repack-threshold", metavar="PERCENT", type=float, default=DEFAULT_THRESHOLD_PERCENT,
+                        help=f"repack packs whose dead share exceeds PERCENT (default {DEFAULT_THRESHOLD_PERCENT:g})")
+    parser.add_argument("--identity", metavar="FILE", type=Path, default=None,
+                        help="age identity, SSH private key, or passphrase identity file (for --repack)")
+    parser.add_argument("--passphrase-file", metavar="FILE", type=Path, default=None,
+                        help="passphrase for a passphrase identity (default: ask on the terminal)")
 
 
 def _group(group: ObjectGroup) -> str:
@@ -41,8 +57,13 @@ def _group(group: ObjectGroup) -> str:
 
 def execute(args: argparse.Namespace, context: Context) -> int:
     """Plan and (unless --dry-run) prune; return 0."""
-    repository = open_repository(context.require_repository(), writer_key_required=True)
-    outcome = prune_action.run(repository, context.config, dry_run=args.dry_run)
+    repository = open_repository(
+        context.require_repository(), writer_key_required=True,
+        identity_file=args.identity if args.repack else None, passphrase_file=args.passphrase_file,
+    )
+    outcome = prune_action.run(
+        repository, context.config, dry_run=args.dry_run, repack=args.repack, repack_threshold=args.repack_threshold
+    )
     if context.json_output:
         context.emit_json(prune_action.outcome_to_dict(outcome))
         return int(ExitCode.OK)
@@ -64,11 +85,18 @@ def execute(args: argparse.Namespace, context: Context) -> int:
         context.say(f"marked, waiting: {_group(plan.waiting)}")
         for reason in plan.waiting_reasons:
             context.say(f"  {reason}")
-    if plan.repack_packs:
+    if plan.repack_packs and outcome.repack_plan is None:
         context.say(
             f"only a repack could reclaim about {human_bytes(plan.repack_bytes)}: dead chunks in {plan.repack_packs} "
-            f"packs still in use ({plan.mostly_dead_packs} more than half dead); repacking needs an identity "
-            "and is not available in this version"
+            f"packs still in use ({plan.mostly_dead_packs} more than half dead); on a trusted machine, "
+            "'prune --repack --identity FILE' rewrites them"
+        )
+    if outcome.repack_plan is not None:
+        repack_plan = outcome.repack_plan
+        context.say(
+            f"repack: {len(repack_plan.chosen)} of {repack_plan.packs_in_use} packs in use are more than "
+            f"{repack_plan.threshold_percent:g} % dead ({human_bytes(repack_plan.chosen_bytes)}); copying their live chunks "
+            f"frees about {human_bytes(repack_plan.reclaim_bytes)} once a later prune deletes them"
         )
     if outcome.result is None:
         context.say(f"dry run: nothing changed ({verb} remove {len(plan.remove)} snapshots)")
@@ -78,6 +106,12 @@ def execute(args: argparse.Namespace, context: Context) -> int:
         f"removed {len(result.removed_snapshots)} snapshots; deleted {_group(result.deleted)}; "
         f"marked {_group(result.marked)}; rewrote {len(result.index_deleted)} index objects into {len(result.index_written)}"
     )
+    repacked = outcome.repack_result
+    if repacked is not None:
+        context.say(
+            f"repacked {repacked.chunks_copied} live chunks ({human_bytes(repacked.plaintext_bytes)}) into "
+            f"{repacked.new_packs} new packs; marked {len(repacked.marked_packs)} old packs for a later prune"
+        )
     if result.kept_back:
         context.say(f"{len(result.kept_back)} marked objects are in use again and stay: {', '.join(result.kept_back[:5])}")
     return int(ExitCode.OK)
