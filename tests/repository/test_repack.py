@@ -128,6 +128,14 @@ def test_repack_then_two_prunes_reclaim_space(setup: Setup, tmp_path: Path) -> N
     _assert_restores(setup, expected, tmp_path)
     assert _data_bytes(setup) > before
 
+    # Within the grace period a prune keeps them marked (their chunks are located in the new packs).
+    repository = setup.writer()
+    waiting_plan = prune.make_plan(repository, Policy(last=2), grace_seconds=3600)
+    assert set(waiting_plan.waiting.names["data"]) == set(result.marked_packs)
+    waited = prune.execute_plan(repository, waiting_plan, grace_seconds=3600)
+    assert waited.deleted.count("data") == 0 and not waited.kept_back
+    marks = prune._marks(repository, repository.list_snapshots())
+    assert marks.packs == frozenset(result.marked_packs), "the marks survive a prune within the grace period"
     first = _prune(setup, keep=2)
     assert set(first.deleted.names["data"]) == set(result.marked_packs), "the marked old packs go after the grace period"
     second = _prune(setup, keep=2)
