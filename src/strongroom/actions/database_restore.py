@@ -3,15 +3,16 @@
 The dump is untrusted input (a storage attacker cannot forge a signed snapshot, but
 a drill must hold even if the backup host itself was compromised), so it travels
 
-    repository → work file (0600, in the caller's private folder) → sqlguard → sqlmerge → client
+    repository → work file (0600, in the caller's private folder) → sqlguard (vets, merges) → client
 
 - the repository writes the component into ``work_dir`` (records at computed
   offsets, every pack read once) and checks its keyed content hash;
 - :mod:`strongroom.drill.sqlguard` lets through only what dumps contain (no
-  ``INTO OUTFILE``, no client shell escape, no ``GRANT``...), and maps MySQL 8
-  collations when loading into MariaDB;
-- :mod:`strongroom.source.sqlmerge` merges MariaDB's one-row-per-line INSERTs into
-  multi-row INSERTs, which load several times faster;
+  ``INTO OUTFILE``, no client shell escape, no ``GRANT``...), maps MySQL 8
+  collations when loading into MariaDB, and, in the same pass, merges MariaDB's
+  one-row-per-line INSERTs into multi-row INSERTs, which load several times faster
+  (what :mod:`strongroom.source.sqlmerge` does; a second pass over the dump in
+  the same thread made Python, not the server, the bottleneck of a load);
 - :func:`strongroom.dbserver.load.load_dump` feeds the client (option file or
   ``PGPASSFILE``, never argv).
 
@@ -23,7 +24,7 @@ the throwaway server's private directory).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,6 @@ from strongroom.dbserver.load import load_dump
 from strongroom.drill.sqlguard import GuardStatistics, guard_dump
 from strongroom.progress import LogReporter, Reporter
 from strongroom.repository.repository import Repository, Snapshot
-from strongroom.source.sqlmerge import merge_inserts
 
 DATABASE_KINDS = ("mariadb-dump", "postgresql-dump")
 READ_CHUNK = 1 << 20
@@ -75,10 +75,41 @@ def database_component(snapshot: Snapshot) -> dict[str, Any]:
     return snapshot.component("database.sql")  # raises UsageError naming the components
 
 
-def _chunks(path: Path) -> Iterator[bytes]:
+def _chunks(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[bytes]:
     with path.open("rb") as stream:
         while block := stream.read(READ_CHUNK):
             yield block
+            if on_bytes is not None:
+                on_bytes(len(block))
+
+
+def load_dump_file(
+    path: Path,
+    dialect: str,
+    target: DatabaseTarget,
+    *,
+    map_mysql8_collations: bool = False,
+    bin_dir: Path | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> GuardStatistics:
+    """Load the dump file ``path`` (``dialect`` ``mariadb`` or ``postgresql``) into ``target`` through the guard.
+
+    MariaDB INSERT rows are merged into multi-row statements by the guard as it
+    vets them. ``on_bytes(n)`` is called as the file is read. Returns what the guard
+    let through. Raises UnsafeDumpError (a CheckFailed) for a refused statement,
+    DatabaseError when a statement fails.
+    """
+    statistics = GuardStatistics()
+    vetted = guard_dump(
+        _chunks(path, on_bytes),
+        dialect,
+        map_mysql8_collations=map_mysql8_collations,
+        database=target.database,
+        statistics=statistics,
+        merge_inserts=dialect == "mariadb",
+    )
+    load_dump(target, vetted, bin_dir=bin_dir)
+    return statistics
 
 
 def load_snapshot_dump(
@@ -111,16 +142,14 @@ def load_snapshot_dump(
         complete = _ends_with_trailer(work_file, dialect)
         fetched = time.monotonic()
         report.phase(f"loading {name} into {target.describe()}", total=int(component["size"]))
-        statistics = GuardStatistics()
-        vetted = guard_dump(
-            _chunks(work_file),
+        statistics = load_dump_file(
+            work_file,
             dialect,
+            target,
             map_mysql8_collations=map_mysql8_collations,
-            database=target.database,
-            statistics=statistics,
+            bin_dir=bin_dir,
+            on_bytes=report.advance,
         )
-        stream = merge_inserts(vetted) if dialect == "mariadb" else vetted
-        load_dump(target, stream, bin_dir=bin_dir, on_bytes=report.advance)
         loaded = time.monotonic()
     finally:
         work_file.unlink(missing_ok=True)

@@ -45,7 +45,11 @@ terminator); any other statement longer than the limit is refused.
 Output: the input bytes, unchanged, except that with ``map_mysql8_collations=True``
 the MySQL 8 collations MariaDB lacks (``utf8mb4_0900_ai_ci`` and the other ``_0900_``
 ones) are replaced in statements other than ``INSERT`` (table definitions, ``SET``)
-and counted in :attr:`GuardStatistics.mapped_collations`. Row data is never changed.
+and counted in :attr:`GuardStatistics.mapped_collations`, and that with
+``merge_inserts=True`` consecutive single-row ``INSERT`` lines are merged into
+multi-row ``INSERT`` statements of at most ``merged_statement_bytes`` (what
+:mod:`strongroom.source.sqlmerge` does, done here in the same pass: see
+:func:`_merge_rows` for why it is safe). Row data is never changed.
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ Dialect = Literal["mariadb", "postgresql"]
 DIALECTS: tuple[str, ...] = ("mariadb", "postgresql")
 
 DEFAULT_MAX_STATEMENT_BYTES = 16 << 20
+# Merged INSERT statements: well below any sane max_allowed_packet, large enough to load fast.
+DEFAULT_MERGED_STATEMENT_BYTES = 1 << 20
+MINIMUM_MERGED_STATEMENT_BYTES = 1024
 # Statements other than INSERT rows (table definitions, routine bodies) are small in a dump.
 MAX_OTHER_STATEMENT_BYTES = 1 << 20
 MINIMUM_STATEMENT_BYTES = 4096
@@ -96,6 +103,7 @@ class GuardStatistics:
     statements: Counter[str] = field(default_factory=Counter)
     mapped_collations: Counter[str] = field(default_factory=Counter)
     long_lines: int = 0
+    merged_statements: int = 0
 
 
 # --------------------------------------------------------------------------- MySQL 8 collations
@@ -401,8 +409,12 @@ class SqlGuard:
     ``dialect`` is ``mariadb`` (also MySQL) or ``postgresql``. ``database`` is the name
     a PostgreSQL ``\\connect`` may name (None: no ``\\connect`` is allowed).
     ``map_mysql8_collations`` replaces MySQL 8 collations MariaDB lacks.
+    ``merge_inserts`` (MariaDB only) merges consecutive single-row INSERT lines into
+    statements of at most ``merged_statement_bytes`` (a longer single row stays as it is);
+    a statement never spans two calls of :meth:`feed`, so feed chunks of about that size.
     Raises UnsafeDumpError for a refused statement (and for every call after it),
-    ValueError for an unknown dialect or a limit below 4 KiB.
+    ValueError for an unknown dialect, a limit below 4 KiB or a merged statement limit
+    below 1 KiB.
     """
 
     def __init__(
@@ -412,11 +424,17 @@ class SqlGuard:
         map_mysql8_collations: bool = False,
         database: str | None = None,
         max_statement_bytes: int = DEFAULT_MAX_STATEMENT_BYTES,
+        merge_inserts: bool = False,
+        merged_statement_bytes: int = DEFAULT_MERGED_STATEMENT_BYTES,
     ) -> None:
         if dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r}: use one of {', '.join(DIALECTS)}")
         if max_statement_bytes < MINIMUM_STATEMENT_BYTES:
             raise ValueError(f"max_statement_bytes must be at least {MINIMUM_STATEMENT_BYTES}")
+        if merged_statement_bytes < MINIMUM_MERGED_STATEMENT_BYTES:
+            raise ValueError(f"merged_statement_bytes must be at least {MINIMUM_MERGED_STATEMENT_BYTES}")
+        # None: INSERT lines pass unchanged.
+        self._merge_limit = merged_statement_bytes if merge_inserts and dialect == "mariadb" else None
         self.dialect = dialect
         self.map_mysql8_collations = map_mysql8_collations
         self.database = database
@@ -560,6 +578,13 @@ class SqlGuard:
                         self._line += rows
                         self.statistics.lines += rows
                         self.statistics.rows += rows
+                        if self._merge_limit is not None:
+                            if emit_from < position:
+                                out.append(buffer[emit_from:position])
+                            merged, statements = _merge_rows(buffer, position, run_end, self._merge_limit)
+                            out.extend(merged)
+                            self.statistics.merged_statements += statements
+                            emit_from = run_end
                         position = run_end
                         continue
                 end = buffer.find(b"\n", position)
@@ -910,6 +935,66 @@ class SqlGuard:
         out.append(self._long.feed(head[match.end() :]))
 
 
+def _merge_rows(buffer: bytes, start: int, end: int, limit: int) -> tuple[list[bytes], int]:
+    """Merge ``buffer[start:end]``, a run of INSERT lines the grammar accepted, into multi-row INSERTs.
+
+    Returns the pieces of the merged run and how many statements they hold. Each
+    statement is at most ``limit`` bytes, unless one row alone is longer.
+
+    Why plain byte operations are safe here: the INSERT grammar allows no newline
+    inside a string, an identifier or an escape, so in an accepted run every ``\n``
+    ends a line and every line is exactly one ``INSERT INTO `t` [(columns)] VALUES
+    rows;``. Two neighbouring lines are joined (``;\n`` and the second line's
+    statement prefix become ``,``) only when both have the byte-identical prefix, so
+    the merged statement says the same about every row; a line ending in ``;\r\n``
+    is never joined to the next.
+    """
+    pieces: list[bytes] = []
+    statements = 0
+    while start < end:
+        stop = end
+        if end - start > limit:
+            cut = buffer.rfind(b"\n", start, start + limit)
+            stop = cut + 1 if cut >= 0 else buffer.index(b"\n", start) + 1
+        segment = buffer[start:stop]
+        start = stop
+        prefix_match = _INSERT_PREFIX.match(segment)
+        assert prefix_match is not None  # the grammar accepted these lines
+        prefix = prefix_match.group()
+        lines = segment.count(b"\n")
+        if segment.count(b"\n" + prefix) == lines - 1:
+            # Every line has the first one's prefix (the usual run: one table's rows).
+            merged = segment.replace(b";\n" + prefix, b",")
+        else:
+            merged = _merge_mixed_rows(segment)
+        pieces.append(merged)
+        statements += merged.count(b"\n")
+    return pieces, statements
+
+
+def _merge_mixed_rows(segment: bytes) -> bytes:
+    """Merge a segment of accepted INSERT lines whose prefixes differ, line by line (rare)."""
+    lines = segment.split(b"\n")
+    lines.pop()  # the segment ends with a newline
+    out = bytearray()
+    previous_prefix = b""
+    previous_line = b""
+    for line in lines:
+        match = _INSERT_PREFIX.match(line)
+        assert match is not None
+        prefix = match.group()
+        if out and prefix == previous_prefix and previous_line.endswith(b";"):
+            del out[-2:]  # the previous line's ";\n"
+            out += b","
+            out += line[len(prefix) :]
+        else:
+            out += line
+        out += b"\n"
+        previous_prefix = prefix
+        previous_line = line
+    return bytes(out)
+
+
 def _excerpt(data: bytes) -> str:
     text = data[:_EXCERPT].decode("utf-8", "replace").rstrip("\r\n")
     text = "".join(character if character.isprintable() else "?" for character in text)
@@ -1043,14 +1128,24 @@ def guard_dump(
     map_mysql8_collations: bool = False,
     database: str | None = None,
     statistics: GuardStatistics | None = None,
+    merge_inserts: bool = False,
+    merged_statement_bytes: int = DEFAULT_MERGED_STATEMENT_BYTES,
 ) -> Iterator[bytes]:
     """Yield the dump read from ``chunks`` with every statement vetted (see the module docstring).
 
     Chunks may split the dump anywhere; empty pieces are not yielded. When
-    ``statistics`` is given it is filled in as the dump passes. Raises
-    UnsafeDumpError at the first refused statement, before passing it on.
+    ``statistics`` is given it is filled in as the dump passes. ``merge_inserts``
+    merges MariaDB INSERT rows into multi-row statements (see :class:`SqlGuard`).
+    Raises UnsafeDumpError at the first refused statement, before passing it on,
+    and ValueError for a bad dialect or limit.
     """
-    guard = SqlGuard(dialect, map_mysql8_collations=map_mysql8_collations, database=database)
+    guard = SqlGuard(
+        dialect,
+        map_mysql8_collations=map_mysql8_collations,
+        database=database,
+        merge_inserts=merge_inserts,
+        merged_statement_bytes=merged_statement_bytes,
+    )
     if statistics is not None:
         guard.statistics = statistics
     for chunk in chunks:
