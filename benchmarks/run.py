@@ -531,7 +531,7 @@ and report ratios against restic.
 ```sh
 .venv/bin/python benchmarks/prepare.py --size 100MB --work benchmarks/work/100MB   # about 2 minutes
 .venv/bin/python benchmarks/run.py --work benchmarks/work/100MB
-.venv/bin/python benchmarks/prepare.py --size 1GB --work benchmarks/work/1GB       # the published numbers
+.venv/bin/python benchmarks/prepare.py --size 1GB --work benchmarks/work/1GB       # the published numbers; 45 minutes here (sandbox load)
 .venv/bin/python benchmarks/run.py --work benchmarks/work/1GB --readme
 ```
 
