@@ -574,17 +574,18 @@ class SqlGuard:
                     run = block.match(buffer, position)
                     run_end = run.end() if run is not None else position
                     if run_end > position:
-                        rows = buffer.count(b"\n", position, run_end)
-                        self._line += rows
-                        self.statistics.lines += rows
-                        self.statistics.rows += rows
                         if self._merge_limit is not None:
                             if emit_from < position:
                                 out.append(buffer[emit_from:position])
-                            merged, statements = _merge_rows(buffer, position, run_end, self._merge_limit)
+                            merged, rows, statements = _merge_rows(buffer, position, run_end, self._merge_limit)
                             out.extend(merged)
                             self.statistics.merged_statements += statements
                             emit_from = run_end
+                        else:
+                            rows = buffer.count(b"\n", position, run_end)
+                        self._line += rows
+                        self.statistics.lines += rows
+                        self.statistics.rows += rows
                         position = run_end
                         continue
                 end = buffer.find(b"\n", position)
@@ -935,11 +936,12 @@ class SqlGuard:
         out.append(self._long.feed(head[match.end() :]))
 
 
-def _merge_rows(buffer: bytes, start: int, end: int, limit: int) -> tuple[list[bytes], int]:
+def _merge_rows(buffer: bytes, start: int, end: int, limit: int) -> tuple[list[bytes], int, int]:
     """Merge ``buffer[start:end]``, a run of INSERT lines the grammar accepted, into multi-row INSERTs.
 
-    Returns the pieces of the merged run and how many statements they hold. Each
-    statement is at most ``limit`` bytes, unless one row alone is longer.
+    Returns the pieces of the merged run, how many lines the run held and how many
+    statements the pieces hold. Each statement is at most ``limit`` bytes, unless
+    one row alone is longer.
 
     Why plain byte operations are safe here: the INSERT grammar allows no newline
     inside a string, an identifier or an escape, so in an accepted run every ``\n``
@@ -950,6 +952,7 @@ def _merge_rows(buffer: bytes, start: int, end: int, limit: int) -> tuple[list[b
     is never joined to the next.
     """
     pieces: list[bytes] = []
+    lines_total = 0
     statements = 0
     while start < end:
         stop = end
@@ -962,14 +965,17 @@ def _merge_rows(buffer: bytes, start: int, end: int, limit: int) -> tuple[list[b
         assert prefix_match is not None  # the grammar accepted these lines
         prefix = prefix_match.group()
         lines = segment.count(b"\n")
+        lines_total += lines
         if segment.count(b"\n" + prefix) == lines - 1:
             # Every line has the first one's prefix (the usual run: one table's rows).
             merged = segment.replace(b";\n" + prefix, b",")
+            # Each join shortened the segment by the separator less the comma.
+            statements += lines - (len(segment) - len(merged)) // (len(prefix) + 1)
         else:
             merged = _merge_mixed_rows(segment)
+            statements += merged.count(b"\n")
         pieces.append(merged)
-        statements += merged.count(b"\n")
-    return pieces, statements
+    return pieces, lines_total, statements
 
 
 def _merge_mixed_rows(segment: bytes) -> bytes:
