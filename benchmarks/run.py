@@ -415,7 +415,10 @@ def run_benchmark(work: Path, tools: list[str], repeat: int, log: Any, source: P
 
 
 def _ratio(value: float, reference: float) -> str:
-    return f"{value / reference:.2f}x" if reference else "n/a"
+    if not reference:
+        return "n/a"
+    ratio = value / reference
+    return f"{ratio:.3f}x" if ratio < 0.1 else f"{ratio:.2f}x"
 
 
 def _size(value: float) -> str:
@@ -590,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="back up the last day this many more times (memory must stay flat as snapshots add up)")
     parser.add_argument("--working-tree", action="store_true",
                         help="measure the working tree's strongroom instead of the committed one (HEAD's src/)")
+    parser.add_argument("--from-results", action="store_true",
+                        help="measure nothing: render the tables again from the work directory's results.json")
     parser.add_argument("--readme", action="store_true", help="write the results to benchmarks/README.md")
     options = parser.parse_args(arguments)
     tools = [name.strip() for name in options.tools.split(",") if name.strip()]
@@ -604,9 +609,12 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     options.work = options.work.resolve()
-    source = None if options.working_tree else export_committed_source(options.work)
-    results = run_benchmark(options.work, tools, options.repeat, log, source)
-    (options.work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    source = None if options.working_tree or options.from_results else export_committed_source(options.work)
+    if options.from_results:
+        results = json.loads((options.work / "results.json").read_text())
+    else:
+        results = run_benchmark(options.work, tools, options.repeat, log, source)
+        (options.work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     tables, checks = render(results)
     print(tables)
     print()
