@@ -495,9 +495,9 @@ def targets(backups: list[Row], restores: list[Row], limits: dict[int, dict[str,
     for number in sorted(first_of_day):  # repeated backups of an unchanged dump are for the memory check
         if ("strongroom", number) in by and ("restic", number) in by:
             need = 1.2 if number == 1 else 2.5
-            ours, theirs = by["strongroom", number].throughput, by["restic", number].throughput
-            checks.append((f"snapshot {number} (day {day_of[number]}) throughput at least {need}x restic's", ours >= need * theirs,
-                           f"{ours:.0f} vs {theirs:.0f} MB/s: {ours / theirs:.2f}x"))
+            speed, reference = by["strongroom", number].throughput, by["restic", number].throughput
+            checks.append((f"snapshot {number} (day {day_of[number]}) throughput at least {need}x restic's",
+                           speed >= need * reference, f"{speed:.0f} vs {reference:.0f} MB/s: {speed / reference:.2f}x"))
     ours_peak = [by["strongroom", n].peak_rss for n in snapshots if ("strongroom", n) in by]
     theirs_peak = [by["restic", n].peak_rss for n in snapshots if ("restic", n) in by]
     if ours_peak and theirs_peak:
