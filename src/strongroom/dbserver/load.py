@@ -9,29 +9,21 @@ run a shell escape such as ``\\!``). PostgreSQL dumps go through ``psql -X`` wit
 :func:`load_dump` streams: it writes chunks from an iterator of bytes into the
 client's stdin, so a restore never needs the whole dump in memory. Given a file
 instead, it makes the file the client's stdin (the plain client loading a file).
-The pipe to the client is enlarged (up to 1 MiB where the system allows) so that the
-writer and the client wake each other less often.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import subprocess
 import time
 from collections.abc import Iterable
-from typing import IO
 from dataclasses import dataclass
 from pathlib import Path
 
 from strongroom import execute
 from strongroom.dbserver.connection import DatabaseTarget, mysql_option_file, pgpass_line, postgresql_environment
 from strongroom.errors import CommandError, DatabaseError, DependencyError
-
-PIPE_BYTES = 1 << 20
-# Linux's fcntl command to resize a pipe (not in Python's fcntl module before 3.10 on every platform).
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 @dataclass(frozen=True)
@@ -60,12 +52,6 @@ def _psql(bin_dir: Path | None) -> str:
         with contextlib.suppress(DependencyError):
             return execute.find_program(name)
     raise DependencyError("psql is not installed", hint="install postgresql-client")
-
-
-def _enlarge_pipe(stream: IO[bytes]) -> None:
-    """Ask for a pipe of PIPE_BYTES (fewer wake-ups of writer and client); keep the default when refused."""
-    with contextlib.suppress(OSError, ValueError):
-        fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def load_dump(
@@ -120,7 +106,6 @@ def load_dump(
                 sent = os.fstat(source.fileno()).st_size
             else:
                 assert not isinstance(chunks, Path)
-                _enlarge_pipe(running.stdin)
                 try:
                     for chunk in chunks:
                         running.stdin.write(chunk)
