@@ -134,6 +134,23 @@ def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return halves[:, 0].astype(np.uint64), halves[:, 1].astype(np.uint64)
 
 
+def sort_order(high: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """The stable order that sorts ids given as (high, low) uint64 arrays: ``np.lexsort((low, high))``.
+
+    Computed as a stable sort of ``high`` alone (ids are keyed hashes: two different
+    ids almost never share their first 8 bytes; equal ids keep their order), with
+    ``lexsort`` only when some run of equal highs is out of order in ``low``.
+    Measured on a 4 M-record list (shared 2-core machine): lexsort 1.3-1.6 s, this 0.5 s.
+    """
+    order = np.argsort(high, kind="stable")
+    sorted_high = high[order]
+    ties = np.flatnonzero(sorted_high[1:] == sorted_high[:-1])
+    del sorted_high
+    if len(ties) and bool(np.any(low[order[ties + 1]] < low[order[ties]])):
+        return np.lexsort((low, high))
+    return order
+
+
 def _search_in_order(haystack: np.ndarray, needles: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """``np.searchsorted(haystack, needles)``, computed with the needles in ascending order of ``keys``.
 
@@ -163,8 +180,9 @@ class SortedIds:
         if len(ids) == 0:
             return cls(np.empty(0, np.uint64), np.empty(0, np.uint64))
         high, low = split_ids(ids)
-        order = np.lexsort((low, high))
+        order = sort_order(high, low)
         high, low = high[order], low[order]
+        del order
         keep = np.ones(len(high), dtype=bool)
         keep[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
         return cls(high[keep], low[keep])
@@ -203,7 +221,7 @@ class SortedIds:
         """A new set holding the ids of both."""
         high = np.concatenate((self.high, other.high))
         low = np.concatenate((self.low, other.low))
-        order = np.lexsort((low, high))
+        order = sort_order(high, low)
         high, low = high[order], low[order]
         keep = np.ones(len(high), dtype=bool)
         keep[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])

@@ -489,19 +489,30 @@ class Repository:
 
         Without ``skip_damaged`` the first problem raises IntegrityError.
         """
-        objects: list[tuple[str, IndexObject]] = []
         damaged: list[tuple[str, str]] = []
+        objects = list(self.iter_index_objects(damaged if skip_damaged else None))
+        return objects, damaged
+
+    def iter_index_objects(self, damaged: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, IndexObject]]:
+        """Every index object decoded, one at a time (name, content), in the storage's listing order.
+
+        When ``damaged`` is a list, objects that cannot be read are appended to it as
+        (name, problem) and skipped; otherwise the first problem raises IntegrityError.
+        Raises StorageError.
+        """
         for info in self.backend.list(ObjectType.INDEX):
             name = info.handle.name
             try:
                 stored = self._load(info.handle)
                 payload = open_metadata(INDEX_MAGIC, self.metadata_key, stored, f"index {name[:12]}")
-                objects.append((name, IndexObject.decode(payload, f"index {name[:12]}")))
+                del stored
+                decoded = IndexObject.decode(payload, f"index {name[:12]}")
             except (IntegrityError, ObjectNotFound) as error:
-                if not skip_damaged:
+                if damaged is None:
                     raise
                 damaged.append((name, str(error.message)))
-        return objects, damaged
+                continue
+            yield name, decoded
 
     def load_index(self) -> RepositoryIndex:
         """The merged index of the whole repository. Raises IntegrityError, StorageError."""
@@ -553,8 +564,10 @@ class Repository:
     ) -> RestoredComponent:
         """Write component ``component_name`` of ``snapshot`` to the file ``target`` (created, mode 0600).
 
-        Every pack batch is read and decrypted once; records are written at computed
-        offsets. The result's keyed content hash is checked against the snapshot.
+        Every pack batch is read and decrypted once; the file is written front to back
+        and hashed as it is written; its keyed content hash is checked against the
+        snapshot. Without ``index`` the listed ids are located reading the index objects
+        one at a time (less memory); give a merged index to restore several components.
         Raises IdentityError (only the writer key, or a wrong identity), IntegrityError
         (damaged or missing data), StorageError, UsageError (no such component).
         """
@@ -567,14 +580,13 @@ class Repository:
         component = snapshot.component(component_name)
         started = time.monotonic()
         ids = self.component_ids(component)
-        index = index or self.load_index()
-        size = write_component(self, index, ids, target, what=f"{component_name} of snapshot {snapshot.header.short_id}")
+        hasher = content_hasher(self.id_key)
+        size = write_component(
+            self, index, ids, target, what=f"{component_name} of snapshot {snapshot.header.short_id}", hasher=hasher
+        )
+        del ids
         if size != int(component["size"]):
             raise IntegrityError(f"{component_name} restored to {size} bytes, the snapshot says {component['size']}")
-        hasher = content_hasher(self.id_key)
-        with open(target, "rb") as stream:
-            while block := stream.read(8 << 20):
-                hasher.update(block)
         if hasher.hexdigest() != component["content_hash"]:
             raise IntegrityError(f"{component_name} of snapshot {snapshot.header.short_id} restored with the wrong content hash")
         return RestoredComponent(component_name, target, size, time.monotonic() - started)
