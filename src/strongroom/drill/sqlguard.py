@@ -34,7 +34,9 @@ client commands (``system``, ``source``, ``\\!``, ``\\o``, ``\\copy``, ``\\i``,
 ``PROGRAM``, ``CREATE EXTENSION``, ``lo_import``/``lo_export``, ``pg_read_file`` and
 the other server file functions, and every statement kind not listed above.
 
-Speed and memory: an ``INSERT`` line is checked by one compiled regular expression;
+Speed and memory: a run of ``INSERT`` lines is checked by one compiled regular
+expression (and, when merging, joined by ``bytes.replace``: ~180 MB/s of CPU on a
+passbolt dump, merging included);
 PostgreSQL ``COPY`` data is passed through by searching for its end marker, without
 looking at each line. Other statements (a few hundred in a passbolt dump) are lexed
 in Python. Memory stays bounded: an ``INSERT`` line longer than
