@@ -47,7 +47,7 @@ def test_restore_with_and_without_a_merged_index(setup: Setup, tmp_path: Path, m
     assert streamed.size == merged.size == len(expected)
     # Several batches were needed, and records of later days are scattered among day 1's.
     ids = reader.component_ids(snapshot.component("database.sql"))
-    located = restore.locate_streaming(reader.iter_index_objects(), ids, "test")
+    located = restore.locate_listed(reader.iter_index_objects(), ids, "test")
     assert len(np.unique(located.batch)) > 3
     assert len(restore._runs(located)[0]) > 100
 

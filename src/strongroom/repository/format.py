@@ -131,7 +131,11 @@ def open_metadata(magic: bytes, metadata_key: bytes, stored: bytes, what: str) -
     if len(stored) < 5 or stored[:4] != magic:
         raise IntegrityError(f"{what} is not a {magic.decode()} object (damaged or misplaced)")
     check_version(stored[4], what)
-    return decompress(unseal(metadata_key, memoryview(stored)[5:], stored[:5], what), what)
+    plaintext = unseal(metadata_key, memoryview(stored)[5:], stored[:5], what)
+    # A caller that passes ``stored`` without keeping it (``open_metadata(..., load(), ...)``)
+    # has it freed here, before the payload is decompressed: two copies at a time, not three.
+    del stored
+    return decompress(plaintext, what)
 
 
 def pack_header(key_object_name: str) -> bytes:

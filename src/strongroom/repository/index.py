@@ -25,6 +25,8 @@ from strongroom.errors import IntegrityError
 from strongroom.repository.format import BATCH_DTYPE, ENTRY_DTYPE
 
 _COUNTS = struct.Struct("<III")
+# An entry table seen as the two big-endian halves of each id (the rest of an entry skipped).
+_ID_HALVES = np.dtype({"names": ["high", "low"], "formats": [">u8", ">u8"], "offsets": [0, 8], "itemsize": ENTRY_DTYPE.itemsize})
 
 
 def encode_index_parts(packs: list[str], batch_parts: list[np.ndarray], entry_parts: list[np.ndarray]) -> list[bytes | np.ndarray]:
@@ -130,8 +132,29 @@ class RepositoryIndex:
 def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ids (S16) as two native uint64 arrays (first and last 8 bytes, big-endian order),
     so that sorting and searching compare integers instead of strings."""
-    halves = np.frombuffer(np.ascontiguousarray(ids).tobytes(), dtype=">u8").reshape(-1, 2)
+    if ids.dtype.itemsize == 16 and ids.flags.c_contiguous:
+        halves = ids.view(">u8").reshape(-1, 2)  # no copy of the ids
+    elif _is_entry_id_column(ids):
+        # the "id" column of an entry table: read both halves in place (no copy of the ids)
+        pairs = ids.base.view(_ID_HALVES)
+        return pairs["high"].astype(np.uint64), pairs["low"].astype(np.uint64)
+    else:
+        halves = np.frombuffer(np.ascontiguousarray(ids).tobytes(), dtype=">u8").reshape(-1, 2)
     return halves[:, 0].astype(np.uint64), halves[:, 1].astype(np.uint64)
+
+
+def _is_entry_id_column(ids: np.ndarray) -> bool:
+    """Whether ``ids`` is exactly the "id" column of a whole contiguous entry table (``entries["id"]``)."""
+    base = ids.base
+    return (
+        isinstance(base, np.ndarray)
+        and base.dtype == ENTRY_DTYPE
+        and base.ndim == 1
+        and base.flags.c_contiguous
+        and len(ids) == len(base)
+        and ids.strides == (ENTRY_DTYPE.itemsize,)
+        and ids.ctypes.data == base.ctypes.data
+    )
 
 
 def sort_order(high: np.ndarray, low: np.ndarray) -> np.ndarray:

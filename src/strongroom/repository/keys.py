@@ -85,7 +85,8 @@ def unseal(key: bytes, sealed: bytes | memoryview, associated: bytes, what: str)
     if len(sealed) < NONCE_SIZE + TAG_SIZE:
         raise IntegrityError(f"{what} is truncated")
     try:
-        return ChaCha20Poly1305(key).decrypt(bytes(sealed[:NONCE_SIZE]), bytes(sealed[NONCE_SIZE:]), associated)
+        # The ciphertext is passed as a view: no copy of a large object (an index, a list) is made.
+        return ChaCha20Poly1305(key).decrypt(bytes(sealed[:NONCE_SIZE]), memoryview(sealed)[NONCE_SIZE:], associated)
     except InvalidTag:
         raise IntegrityError(f"{what} does not authenticate: it is damaged or forged") from None
 

@@ -475,10 +475,10 @@ class Repository:
 
     def load_list(self, name: str) -> idlist.IdList:
         """Decode list object ``lists/<name>``. Raises IntegrityError, StorageError."""
-        stored = self._load(Handle(ObjectType.LISTS, name))
-        return idlist.decode(open_metadata(LIST_MAGIC, self.metadata_key, stored, f"id list {name[:12]}"), f"id list {name[:12]}")
+        payload = open_metadata(LIST_MAGIC, self.metadata_key, self._load(Handle(ObjectType.LISTS, name)), f"id list {name[:12]}")
+        return idlist.decode(payload, f"id list {name[:12]}")
 
-    def component_ids(self, component: dict[str, Any]) -> bytes:
+    def component_ids(self, component: dict[str, Any]) -> bytes | bytearray:
         """The ordered chunk ids of a component (concatenated 16-byte ids). Raises IntegrityError."""
         if "list" in component:
             return idlist.materialize(component["list"], self.load_list)
@@ -503,9 +503,7 @@ class Repository:
         for info in self.backend.list(ObjectType.INDEX):
             name = info.handle.name
             try:
-                stored = self._load(info.handle)
-                payload = open_metadata(INDEX_MAGIC, self.metadata_key, stored, f"index {name[:12]}")
-                del stored
+                payload = open_metadata(INDEX_MAGIC, self.metadata_key, self._load(info.handle), f"index {name[:12]}")
                 decoded = IndexObject.decode(payload, f"index {name[:12]}")
             except (IntegrityError, ObjectNotFound) as error:
                 if damaged is None:
@@ -579,12 +577,12 @@ class Repository:
             raise IdentityError(ONLY_WRITER_KEY, hint="give --identity FILE: an age identity, an SSH key, or the passphrase identity made by init")
         component = snapshot.component(component_name)
         started = time.monotonic()
-        ids = self.component_ids(component)
         hasher = content_hasher(self.id_key)
+        # The id list is handed over without a reference kept here, so the restore can free it early.
         size = write_component(
-            self, index, ids, target, what=f"{component_name} of snapshot {snapshot.header.short_id}", hasher=hasher
+            self, index, self.component_ids(component), target,
+            what=f"{component_name} of snapshot {snapshot.header.short_id}", hasher=hasher,
         )
-        del ids
         if size != int(component["size"]):
             raise IntegrityError(f"{component_name} restored to {size} bytes, the snapshot says {component['size']}")
         if hasher.hexdigest() != component["content_hash"]:

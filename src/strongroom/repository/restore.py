@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 WRITE_BUFFER = 8 << 20
 WRITE_QUEUE = 3  # buffers waiting for the writer thread
+LOCATE_PIECE = 1 << 18  # index entries searched at a time (bounds the temporary arrays)
 
 
 @dataclass
@@ -71,54 +72,80 @@ def locate_in_index(index: RepositoryIndex, ids: bytes, what: str) -> RecordLoca
     return RecordLocations(index, located["batch"].astype(np.int64), located["offset"], located["length"])
 
 
-def locate_streaming(objects: Iterable[tuple[str, IndexObject]], ids: bytes, what: str) -> RecordLocations:
-    """The records ``ids`` located by reading index objects one at a time (none is kept).
+def locate_streaming(objects: Iterable[tuple[str, IndexObject]], listed: SortedIds, what: str) -> RecordLocations:
+    """The records of ``listed`` (the list's ids, sorted, duplicates allowed) located by reading
+    index objects one at a time, :data:`LOCATE_PIECE` entries at a time (none is kept).
 
-    Only the listed ids are held (sorted, unique, as uint64 pairs) with one location
-    each; the first index object naming an id gives its location. Raises
-    IntegrityError when an id is missing, and whatever ``objects`` raises.
+    The result is aligned with ``listed`` (sorted order); the first index object naming
+    an id gives its location. Raises IntegrityError when an id is missing, and
+    whatever ``objects`` raises.
     """
-    high, low = split_ids(np.frombuffer(ids, "S16"))
-    order = sort_order(high, low)
-    high, low = high[order], low[order]
-    first = np.ones(len(high), dtype=bool)
-    first[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
-    inverse = np.empty(len(order), dtype=np.int32)
-    inverse[order] = np.cumsum(first, dtype=np.int32) - 1
-    del order
-    unique = SortedIds(high[first], low[first])
-    del high, low, first
-    batch = np.full(len(unique), -1, dtype=np.int64)
-    source = np.zeros(len(unique), dtype=np.uint32)
-    length = np.zeros(len(unique), dtype=np.uint32)
-    packs: list[str] = []
+    count = len(listed)
+    batch = np.full(count, -1, dtype=np.int32)
+    source = np.zeros(count, dtype=np.uint32)
+    length = np.zeros(count, dtype=np.uint32)
     pack_numbers: dict[str, int] = {}
     batch_parts: list[np.ndarray] = []
     batch_base = 0
     for _, obj in objects:
         entries = obj.entries
-        if len(entries) and len(unique):
-            rows, found = unique.find(*split_ids(entries["id"]))
+        for piece_start in range(0, len(entries) if count else 0, LOCATE_PIECE):
+            piece = entries[piece_start : piece_start + LOCATE_PIECE]
+            rows, found = listed.find(*split_ids(piece["id"]))
             take = np.flatnonzero(found)
             take = take[batch[rows[take]] < 0]
             targets = rows[take]
-            batch[targets] = entries["batch"][take].astype(np.int64) + batch_base
-            source[targets] = entries["offset"][take]
-            length[targets] = entries["length"][take]
-            del rows, found, take, targets
+            batch[targets] = piece["batch"][take].astype(np.int64) + batch_base
+            source[targets] = piece["offset"][take]
+            length[targets] = piece["length"][take]
         mapping = np.array([pack_numbers.setdefault(p, len(pack_numbers)) for p in obj.packs], dtype="<u4")
         batches = obj.batches.copy()
         if len(batches):
             batches["pack"] = mapping[batches["pack"]]
         batch_parts.append(batches)
         batch_base += len(batches)
+        if batch_base >= 1 << 31:
+            raise IntegrityError(f"{what}: the index describes more than 2**31 batches")
         del obj, entries
+    # An id listed several times was located at its first place: copy that to the others.
+    repeats = np.flatnonzero((listed.high[1:] == listed.high[:-1]) & (listed.low[1:] == listed.low[:-1])) + 1
+    if len(repeats):
+        new_run = np.ones(len(repeats), dtype=bool)
+        new_run[1:] = repeats[1:] != repeats[:-1] + 1
+        run_first = np.maximum.accumulate(np.where(new_run, np.arange(len(repeats)), 0))
+        leaders = repeats[run_first] - 1
+        batch[repeats], source[repeats], length[repeats] = batch[leaders], source[leaders], length[leaders]
     missing = int(np.count_nonzero(batch < 0))
     if missing:
-        raise _missing(what, int(np.count_nonzero(batch[inverse] < 0)), len(inverse))
-    packs = list(pack_numbers)
-    index = RepositoryIndex(packs, np.concatenate(batch_parts) if batch_parts else np.empty(0, BATCH_DTYPE))
-    return RecordLocations(index, batch[inverse], source[inverse], length[inverse])
+        raise _missing(what, missing, count)
+    index = RepositoryIndex(list(pack_numbers), np.concatenate(batch_parts) if batch_parts else np.empty(0, BATCH_DTYPE))
+    return RecordLocations(index, batch, source, length)
+
+
+def locate_listed(objects: Iterable[tuple[str, IndexObject]], ids: bytes | bytearray, what: str) -> RecordLocations:
+    """The records ``ids`` (a list, 16 bytes an id) located by :func:`locate_streaming`, in list order.
+
+    Raises IntegrityError when an id is missing, and whatever ``objects`` raises.
+    """
+    high, low = split_ids(np.frombuffer(ids, "S16"))
+    return _locate_halves(objects, high, low, what)
+
+
+def _locate_halves(objects: Iterable[tuple[str, IndexObject]], high: np.ndarray, low: np.ndarray, what: str) -> RecordLocations:
+    """:func:`locate_listed` from the ids' halves, which are sorted in place (no second copy is held)."""
+    order = sort_order(high, low)
+    high[:] = high[order]
+    low[:] = low[order]
+    if len(order) < 1 << 31:
+        order = order.astype(np.int32)
+    located = locate_streaming(objects, SortedIds(high, low), what)
+    in_order = RecordLocations(
+        located.index, np.empty_like(located.batch), np.empty_like(located.source), np.empty_like(located.length)
+    )
+    in_order.batch[order] = located.batch
+    in_order.source[order] = located.source
+    in_order.length[order] = located.length
+    return in_order
 
 
 def read_batch(repository: Repository, index: RepositoryIndex, batch_number: int, pack_keys: dict[int, str]) -> bytes:
@@ -144,13 +171,13 @@ def read_batch(repository: Repository, index: RepositoryIndex, batch_number: int
 
 def _runs(locations: RecordLocations) -> tuple[list[int], list[int], list[int]]:
     """The records as runs consecutive in one batch: (batch, start in its plaintext, end) of each run."""
-    batch, source, length = locations.batch, locations.source.astype(np.int64), locations.length.astype(np.int64)
+    batch, source = locations.batch, locations.source
     if len(batch) == 0:
         return [], [], []
-    ends = source + length
+    ends = source.astype(np.int64) + locations.length
     starts = np.flatnonzero(np.concatenate(([True], (batch[1:] != batch[:-1]) | (source[1:] != ends[:-1]))))
     last = np.append(starts[1:], len(batch)) - 1
-    return batch[starts].tolist(), source[starts].tolist(), ends[last].tolist()
+    return batch[starts].tolist(), source[starts].astype(np.int64).tolist(), ends[last].tolist()
 
 
 def write_component(
@@ -163,9 +190,13 @@ def write_component(
     Raises UsageError when ``target`` exists, IntegrityError, IdentityError, StorageError.
     """
     if index is None:
-        locations = locate_streaming(repository.iter_index_objects(), ids, what)
+        high, low = split_ids(np.frombuffer(ids, "S16"))
+        del ids  # the caller passes the list without keeping it: 16 bytes a record freed here
+        locations = _locate_halves(repository.iter_index_objects(), high, low, what)
+        del high, low
     else:
         locations = locate_in_index(index, ids, what)
+        del ids
     run_batches, run_starts, run_ends = _runs(locations)
     found_index = locations.index
     del locations
