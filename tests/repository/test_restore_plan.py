@@ -85,3 +85,37 @@ def test_sort_order_is_lexsort_also_with_equal_first_halves() -> None:
     ids = np.concatenate((ids, ids[:100]))  # duplicates keep their order (stable)
     high, low = split_ids(ids)
     assert np.array_equal(sort_order(high, low), np.lexsort((low, high)))
+
+
+def test_pieces_of_a_list_are_the_list(setup: Setup) -> None:
+    from strongroom.repository import idlist
+
+    _three_days(setup)
+    reader = setup.reader()
+    listed = reader.load_snapshot("latest").component("database.sql")["list"]
+    whole = idlist.materialize(listed, reader.load_list)
+    pieces = list(idlist.materialize_pieces(listed, reader.load_list, piece_ids=1000))
+    assert len(pieces) > 3
+    assert b"".join(pieces) == whole
+    assert len(whole) // 16 == reader.load_snapshot("latest").component("database.sql")["chunks"]
+
+
+def test_known_ids_from_index_objects_match_the_index(setup: Setup) -> None:
+    from strongroom.repository.index import KnownIds
+
+    _three_days(setup)
+    reader = setup.reader()
+    known = KnownIds.from_index_objects(reader.iter_index_objects(), lambda index_object: index_object.entries["id"])
+    every = np.concatenate([obj.entries["id"] for _, obj in reader.iter_index_objects()])
+    assert len(known) == len(every)
+    found, _ = known.lookup(every, None)
+    assert found.all()
+    strangers = np.frombuffer(np.random.default_rng(1).bytes(16 * 500), "S16")
+    assert not known.lookup(strangers, None)[0].any()
+    ids = reader.component_ids(reader.load_snapshot("latest").component("database.sql"))
+    positions = known.base_positions([ids[: 16 * 1000], ids[16 * 1000 :]])
+    rows, hit = known.ids.find(*split_ids(np.frombuffer(ids, "S16")))
+    assert hit.all()
+    listed = np.frombuffer(ids, "S16")
+    # each listed id's row points back at a place in the list that holds the same id
+    assert (listed[positions[rows]] == listed).all()

@@ -21,7 +21,7 @@ Payload layout (before zstd and the metadata seal): ``kind:u8`` (0 full, 1 delta
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,6 +196,49 @@ def materialize(name: str, load: Callable[[str], IdList]) -> bytearray:
         del decoded
     assert ids is not None
     return ids
+
+
+def materialize_pieces(name: str, load: Callable[[str], IdList], piece_ids: int = 1 << 18) -> Iterator[bytes | bytearray]:
+    """The full id list of list object ``name`` as consecutive pieces of about ``piece_ids`` ids.
+
+    Only the list's base is materialised; the list itself is produced a piece at a
+    time from its operations, so the whole list and its base are never held together.
+    Raises IntegrityError as :func:`materialize` (a wrong count only after the last piece).
+    """
+    head = load(name)
+    what = f"id list {name[:12]}"
+    base: bytes | bytearray | None = materialize(head.base, load) if head.base is not None else None
+    base_length = 0 if base is None else len(base) // ID_SIZE
+    piece = bytearray()
+    limit = piece_ids * ID_SIZE
+    produced = literal_position = 0
+    with memoryview(head.literals) as literals, memoryview(base or b"") as base_view:
+        for start, count in head.operations.tolist():
+            if count < 0:
+                raise IntegrityError(f"{what} has a negative operation length")
+            if start == LITERAL:
+                if literal_position + count * ID_SIZE > len(literals):
+                    raise IntegrityError(f"{what} refers past its literal ids")
+                source, offset = literals, literal_position
+                literal_position += count * ID_SIZE
+            else:
+                if base is None or start < 0 or start + count > base_length:
+                    raise IntegrityError(f"{what} copies ids outside its base list")
+                source, offset = base_view, start * ID_SIZE
+            end = offset + count * ID_SIZE
+            while offset < end:
+                take = min(end - offset, limit - len(piece))
+                piece += source[offset : offset + take]
+                offset += take
+                if len(piece) >= limit:
+                    produced += len(piece) // ID_SIZE
+                    yield piece
+                    piece = bytearray()
+    produced += len(piece) // ID_SIZE
+    if produced != head.count:
+        raise IntegrityError(f"{what} yields {produced} ids but says {head.count}")
+    if piece:
+        yield piece
 
 
 def chain_of(name: str, load: Callable[[str], IdList]) -> list[str]:

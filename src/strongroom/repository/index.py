@@ -17,6 +17,7 @@ index (restore, verify) and 20 bytes a chunk for the known-id set (backup).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,7 @@ from strongroom.errors import IntegrityError
 from strongroom.repository.format import BATCH_DTYPE, ENTRY_DTYPE
 
 _COUNTS = struct.Struct("<III")
+_PIECE = 1 << 18  # ids searched at a time where a long list is matched against a set
 # An entry table seen as the two big-endian halves of each id (the rest of an entry skipped).
 _ID_HALVES = np.dtype({"names": ["high", "low"], "formats": [">u8", ">u8"], "offsets": [0, 8], "itemsize": ENTRY_DTYPE.itemsize})
 
@@ -266,6 +268,37 @@ class KnownIds:
         self.ids = SortedIds.build(ids)
         self.added: list[SortedIds] = []
 
+    @classmethod
+    def from_index_objects(
+        cls, objects: Iterable[tuple[str, IndexObject]], select: Callable[[IndexObject], np.ndarray]
+    ) -> KnownIds:
+        """The ids ``select(object)`` (an S16 array) of every index object, read one object at a time.
+
+        Only the ids' uint64 halves are kept from each object (16 bytes an id, no decoded
+        object); they are joined and sorted in place. An id found in several objects
+        stays several times (:meth:`SortedIds.find` finds the first), which saves a copy.
+        Raises what ``objects`` raises.
+        """
+        high_parts: list[np.ndarray] = []
+        low_parts: list[np.ndarray] = []
+        for _, obj in objects:
+            high, low = split_ids(select(obj))
+            high_parts.append(high)
+            low_parts.append(low)
+            del obj, high, low
+        known = cls(np.empty(0, "S16"))
+        if high_parts:
+            high = np.concatenate(high_parts)
+            high_parts.clear()  # each half joined, then its parts freed: at most 24 bytes an id held
+            low = np.concatenate(low_parts)
+            low_parts.clear()
+            order = sort_order(high, low)
+            high[:] = high[order]
+            low[:] = low[order]
+            del order
+            known.ids = SortedIds(high, low)
+        return known
+
     def __len__(self) -> int:
         return len(self.ids) + sum(len(level) for level in self.added)
 
@@ -295,15 +328,22 @@ class KnownIds:
             found |= level.find(high, low)[1]
         return found, base
 
-    def base_positions(self, base_ids: bytes) -> np.ndarray:
-        """Aligned with ``ids``: the position of each id in the list ``base_ids`` (-1 if absent)."""
+    def base_positions(self, base_ids: bytes | bytearray | Iterable[bytes | bytearray]) -> np.ndarray:
+        """Aligned with ``ids``: the position of each id in the base list (-1 if absent).
+
+        ``base_ids`` is the list (16 bytes an id) or its consecutive pieces, matched a
+        piece at a time so that the temporary arrays stay small.
+        """
         positions = np.full(len(self.ids), -1, dtype=np.int32)
-        if not base_ids or len(self.ids) == 0:
-            return positions
-        listed = np.frombuffer(base_ids, "S16")
-        rows, found = self.ids.find(*split_ids(listed))
-        order = np.arange(len(listed), dtype=np.int32)
-        positions[rows[found]] = order[found]
+        pieces = [base_ids] if isinstance(base_ids, (bytes, bytearray)) else base_ids
+        start = 0
+        for piece in pieces:
+            listed = np.frombuffer(piece, "S16")
+            for offset in range(0, len(listed) if len(self.ids) else 0, _PIECE):
+                rows, found = self.ids.find(*split_ids(listed[offset : offset + _PIECE]))
+                hits = np.flatnonzero(found)
+                positions[rows[hits]] = (hits + start + offset).astype(np.int32)
+            start += len(listed)
         return positions
 
     def __contains__(self, chunk_id: bytes) -> bool:

@@ -661,13 +661,15 @@ class SnapshotWriter:
         if self.predecessor is not None:
             previous = repository.load_snapshot_by_name(self.predecessor.name)
             self._previous = {c["name"]: c for c in previous.components}
-        objects, damaged = repository.load_index_objects(skip_damaged=True)
-        for name, problem in damaged:
-            log.warning("ignoring damaged index object %s: %s", name[:12], problem)
         # Chunks of packs prune marked are unknown to this run (stored again): see marks.py.
         marked = read_marks(listing.records, lambda name: repository.load_snapshot_by_name(name).body, parse_time).packs
-        self.known = KnownIds(np.concatenate([unmarked_ids(obj, marked) for _, obj in objects]) if objects else np.empty(0, "S16"))
-        del objects
+        # Index objects are read one at a time and only their ids' halves kept (16 bytes an id).
+        damaged: list[tuple[str, str]] = []
+        self.known = KnownIds.from_index_objects(
+            repository.iter_index_objects(damaged), lambda index_object: unmarked_ids(index_object, marked)
+        )
+        for name, problem in damaged:
+            log.warning("ignoring damaged index object %s: %s", name[:12], problem)
         self._chunk_key = chunk_hash_key(self.writer_key.id_key)
         self.packer = PackWriter(
             repository.backend,
@@ -775,11 +777,12 @@ class SnapshotWriter:
         if previous is None or "list" not in previous or int(previous.get("list_depth", 0)) >= idlist.MAX_DEPTH:
             return None, -1, None
         try:
-            base_ids = idlist.materialize(previous["list"], self.repository.load_list)
+            # The previous list is matched a piece at a time as it is produced (never held whole).
+            positions = self.known.base_positions(idlist.materialize_pieces(previous["list"], self.repository.load_list))
         except (IntegrityError, ObjectNotFound) as error:
             log.warning("the previous id list of %s is unreadable (%s): storing a full list", name, error)
             return None, -1, None
-        return previous["list"], int(previous.get("list_depth", 0)), self.known.base_positions(base_ids)
+        return previous["list"], int(previous.get("list_depth", 0)), positions
 
     def add_file(
         self,
