@@ -68,16 +68,15 @@ def _chunks(path: Path) -> Iterator[bytes]:
 def create_dump(engine: str, size: int, path: Path) -> None:
     """Create a sandbox of ``size`` on a throwaway ``engine`` server and dump it into ``path``."""
     with start_server(engine) as server:
-        if engine == "mariadb":
-            with connect(server.target) as connection, connection.cursor() as cursor:
-                # Generation only: the sandbox loads faster with room for its indexes.
-                cursor.execute("SET GLOBAL innodb_buffer_pool_size = 512 * 1024 * 1024")
         sandbox = create_sandbox(
             database_target=server.target, root=path.parent / f"sandbox-{engine}", size=size, seed=1,
             manifest_path=path.parent / f"manifest-{engine}.json", replace=True,
         )
-        with connect(sandbox.target) as connection:
+        connection = connect(sandbox.target)
+        try:
             version = server_version(connection)
+        finally:
+            connection.close()
         with open_dump(sandbox.target, server_version=version, count_rows=False) as dump, path.open("wb") as output:
             while block := dump.stream.read(BLOCK):
                 output.write(block)
