@@ -31,7 +31,7 @@ import numpy as np
 import zstandard
 
 from strongroom.errors import IntegrityError, RepositoryError
-from strongroom.repository.keys import NONCE_SIZE, unseal
+from strongroom.repository.keys import NONCE_SIZE, TAG_SIZE, unseal
 
 FORMAT_VERSION = 1
 
@@ -53,6 +53,7 @@ SNAPSHOT_SIGNATURE_DOMAIN = b"strongroom snapshot signature v1\0"
 CONFIG_SIGNATURE_DOMAIN = b"strongroom config signature v1\0"
 
 _COMPRESSION_LEVEL = 3
+_COMPRESS_SLICE = 4 << 20  # input bytes compressed at a time
 
 BytesLike = bytes | bytearray | memoryview | np.ndarray
 
@@ -101,29 +102,46 @@ def check_version(version: int, what: str) -> None:
         )
 
 
-def compress_parts(parts: Sequence[BytesLike]) -> bytes:
+def compress_parts(parts: Sequence[BytesLike] | list[BytesLike]) -> bytearray:
     """zstd level 3 of the concatenation of ``parts``, without concatenating them first.
 
     The frame records its content size, so :func:`decompress` reads it like any other.
+    The output grows a slice of input at a time (no list of pieces joined at the end);
+    when ``parts`` is a list it is emptied as it is read, so that a caller that keeps no
+    other reference has each part freed once compressed.
     """
-    views = [memoryview(part).cast("B") for part in parts]
     compressor = getattr(_compressors, "compressor", None)
     if compressor is None:
         compressor = _compressors.compressor = zstandard.ZstdCompressor(level=_COMPRESSION_LEVEL)
-    stream = compressor.compressobj(size=sum(view.nbytes for view in views))
-    pieces = [stream.compress(view) for view in views]
-    pieces.append(stream.flush())
-    return b"".join(pieces)
+    stream = compressor.compressobj(size=sum(memoryview(part).nbytes for part in parts))
+    output = bytearray()
+    queue = parts if isinstance(parts, list) else list(parts)
+    queue.reverse()
+    while queue:
+        with memoryview(queue.pop()) as part, part.cast("B") as view:
+            for start in range(0, len(view), _COMPRESS_SLICE):
+                output += stream.compress(view[start : start + _COMPRESS_SLICE])
+    output += stream.flush()
+    return output
 
 
 def seal_metadata(magic: bytes, metadata_key: bytes, payload: BytesLike | Sequence[BytesLike]) -> bytes:
-    """The stored bytes of a metadata object (index or list) holding ``payload`` (or its parts, concatenated)."""
+    """The stored bytes of a metadata object (index or list) holding ``payload`` (or its parts, concatenated).
+
+    A list of parts is emptied as it is compressed (see :func:`compress_parts`); the
+    result (a bytearray) is encrypted straight into place: at most the compressed
+    payload and the result are held together.
+    """
     prefix = magic + bytes([FORMAT_VERSION])
-    parts = list(payload) if isinstance(payload, (list, tuple)) else [payload]
+    parts: list[BytesLike] = payload if isinstance(payload, list) else list(payload) if isinstance(payload, tuple) else [payload]
     compressed = compress_parts(parts)
-    del parts
     nonce = os.urandom(NONCE_SIZE)
-    return b"".join((prefix, nonce, ChaCha20Poly1305(metadata_key).encrypt(nonce, compressed, prefix)))
+    stored = bytearray(len(prefix) + NONCE_SIZE + len(compressed) + TAG_SIZE)
+    stored[: len(prefix)] = prefix
+    stored[len(prefix) : len(prefix) + NONCE_SIZE] = nonce
+    with memoryview(stored) as view:
+        ChaCha20Poly1305(metadata_key).encrypt_into(nonce, compressed, prefix, view[len(prefix) + NONCE_SIZE :])
+    return stored  # a bytearray: every caller only reads it
 
 
 def open_metadata(magic: bytes, metadata_key: bytes, stored: bytes, what: str) -> bytes:

@@ -176,7 +176,7 @@ def sort_order(high: np.ndarray, low: np.ndarray) -> np.ndarray:
     return order
 
 
-def _search_in_order(haystack: np.ndarray, needles: np.ndarray, keys: np.ndarray) -> np.ndarray:
+def _search_in_order(haystack: np.ndarray, needles: np.ndarray, keys: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
     """``np.searchsorted(haystack, needles)``, computed with the needles in ascending order of ``keys``.
 
     The result is the same; only the order of the searches changes. Searched in random
@@ -186,7 +186,8 @@ def _search_in_order(haystack: np.ndarray, needles: np.ndarray, keys: np.ndarray
     """
     if len(needles) < 2:
         return np.searchsorted(haystack, needles)
-    order = np.argsort(keys)
+    if order is None:
+        order = np.argsort(keys)
     rows = np.empty(len(needles), dtype=np.int64)
     rows[order] = np.searchsorted(haystack, needles[order])
     return rows
@@ -215,11 +216,12 @@ class SortedIds:
     def __len__(self) -> int:
         return len(self.high)
 
-    def find(self, high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and a found mask for the ids given as (high, low) arrays."""
+    def find(self, high: np.ndarray, low: np.ndarray, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and a found mask for the ids given as (high, low) arrays; ``order``, when given, is
+        ``np.argsort(high)`` (computed once by a caller searching several sets)."""
         if len(self.high) == 0:
             return np.zeros(len(high), dtype=np.int64), np.zeros(len(high), dtype=bool)
-        rows = np.minimum(_search_in_order(self.high, high, high), len(self.high) - 1)
+        rows = np.minimum(_search_in_order(self.high, high, high, order), len(self.high) - 1)
         same_high = self.high[rows] == high
         found = same_high & (self.low[rows] == low)
         # Rare: several ids share the first 8 bytes; look along the run of equal highs.
@@ -251,6 +253,13 @@ class SortedIds:
         keep = np.ones(len(high), dtype=bool)
         keep[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
         return SortedIds(high[keep], low[keep])
+
+
+# The largest level of ids a run adds that is made by merging two (16 bytes an id): merging
+# copies both levels, so larger levels would make the peak memory of a run that stores
+# millions of records twice the size of its set; beyond it levels are kept side by side.
+LEVEL_CAP = 1 << 20
+_EMPTY = np.empty(0, np.uint64)
 
 
 class KnownIds:
@@ -307,9 +316,19 @@ class KnownIds:
         if len(ids) == 0:
             return
         self.added.append(SortedIds.build(ids))
-        while len(self.added) > 1 and len(self.added[-2]) <= 2 * len(self.added[-1]):
+        while (
+            len(self.added) > 1
+            and len(self.added[-2]) <= 2 * len(self.added[-1])
+            and len(self.added[-2]) + len(self.added[-1]) <= LEVEL_CAP
+        ):
             last = self.added.pop()
-            self.added[-1] = self.added[-1].merged(last)
+            previous = self.added.pop()
+            places = np.searchsorted(previous.high, last.high)
+            high = np.insert(previous.high, places, last.high)
+            previous.high = last.high = _EMPTY  # the old halves go as soon as the new one exists
+            low = np.insert(previous.low, places, last.low)
+            del previous, last, places
+            self.added.append(SortedIds(high, low))
 
     def add(self, chunk_id: bytes) -> None:
         """Record ``chunk_id`` as stored by this run."""
@@ -319,13 +338,14 @@ class KnownIds:
         """For each of ``ids`` (S16): whether the repository (or this run) holds it, and its
         position in the base list described by ``positions`` (-1 when absent or no base)."""
         high, low = split_ids(ids)
-        rows, found = self.ids.find(high, low)
+        order = np.argsort(high)  # sorted once for every set searched
+        rows, found = self.ids.find(high, low, order)
         if positions is None or len(positions) == 0:
             base = np.full(len(ids), -1, dtype=np.int64)
         else:
             base = np.where(found, positions[rows], -1).astype(np.int64)
         for level in self.added:
-            found |= level.find(high, low)[1]
+            found |= level.find(high, low, order)[1]
         return found, base
 
     def base_positions(self, base_ids: bytes | bytearray | Iterable[bytes | bytearray]) -> np.ndarray:

@@ -742,13 +742,11 @@ class SnapshotWriter:
                 new_bytes += int((ends[new] - starts[new]).sum())
         chunks = builder.count
         operations = builder.operations()
-        literals = builder.literals
         del positions
         depth = base_depth + 1 if base_name else 0
-        parts = idlist.encode_parts(base_name, depth, chunks, operations, literals)
-        del literals
+        parts = idlist.encode_parts(base_name, depth, chunks, operations, builder.literals)
+        del builder, operations  # the parts list holds the only references: sealing frees each part once compressed
         stored = seal_metadata(LIST_MAGIC, self.writer_key.metadata_key, parts)
-        del parts, builder
         list_name = object_name(stored)
         self.repository.backend.save(Handle(ObjectType.LISTS, list_name), stored)
         statistics = ComponentStatistics(
