@@ -18,9 +18,11 @@ held. Memory: about 40 bytes a listed record, plus the batches kept.
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 
 WRITE_BUFFER = 8 << 20
 WRITE_QUEUE = 3  # buffers waiting for the writer thread
+PREFETCH = 6  # batches (about 1 MiB of plaintext each) fetched ahead
+FETCH_THREADS = 2
 LOCATE_PIECE = 1 << 18  # index entries searched at a time (bounds the temporary arrays)
 
 
@@ -153,20 +157,78 @@ def read_batch(repository: Repository, index: RepositoryIndex, batch_number: int
 
     Raises IntegrityError (damaged, forged), IdentityError (no data key), StorageError.
     """
-    batch = index.batches[batch_number]
-    pack_number = int(batch["pack"])
-    pack_name = index.packs[pack_number]
-    handle = Handle(ObjectType.DATA, pack_name)
+    key_name, key = batch_key(repository, index, batch_number, pack_keys)
+    return open_batch(repository, index, batch_number, key_name, key)
+
+
+def batch_key(repository: Repository, index: RepositoryIndex, batch_number: int, pack_keys: dict[int, str]) -> tuple[str, bytes]:
+    """The data key (object name, key) of batch ``batch_number``'s pack; ``pack_keys`` caches pack headers.
+
+    Raises IntegrityError, IdentityError, StorageError.
+    """
+    pack_number = int(index.batches[batch_number]["pack"])
     if pack_number not in pack_keys:
-        pack_keys[pack_number] = parse_pack_header(repository.backend.load(handle, 0, PACK_HEADER_SIZE), f"pack {pack_name[:12]}")
+        pack_name = index.packs[pack_number]
+        header = repository.backend.load(Handle(ObjectType.DATA, pack_name), 0, PACK_HEADER_SIZE)
+        pack_keys[pack_number] = parse_pack_header(header, f"pack {pack_name[:12]}")
     key_name = pack_keys[pack_number]
-    key = repository.data_key(key_name)
-    sealed = repository.backend.load(handle, int(batch["offset"]), int(batch["length"]))
+    return key_name, repository.data_key(key_name)
+
+
+def open_batch(repository: Repository, index: RepositoryIndex, batch_number: int, key_name: str, key: bytes) -> bytes:
+    """The plaintext of batch ``batch_number`` sealed with ``key`` (safe to call from several threads).
+
+    Raises IntegrityError (damaged, forged), StorageError.
+    """
+    batch = index.batches[batch_number]
+    pack_name = index.packs[int(batch["pack"])]
+    sealed = repository.backend.load(Handle(ObjectType.DATA, pack_name), int(batch["offset"]), int(batch["length"]))
     what = f"a batch of pack {pack_name[:12]}"
     if len(sealed) != int(batch["length"]):
         raise IntegrityError(f"{what} is truncated")
     plaintext = unseal(key, sealed, batch_associated_data(key_name, bytes(batch["batch_id"])), what)
+    del sealed
     return decompress(plaintext, what)
+
+
+class _Prefetcher:
+    """Fetches, decrypts and decompresses batches in the order they will be needed, :data:`PREFETCH`
+    ahead, in :data:`FETCH_THREADS` threads (reading, decryption and zstd release the GIL).
+    Data keys are opened in the caller's thread, one at a time."""
+
+    def __init__(self, repository: Repository, index: RepositoryIndex, order: list[int]) -> None:
+        self.repository = repository
+        self.index = index
+        self.order = order
+        self.submitted = 0
+        self.pack_keys: dict[int, str] = {}
+        self.pending: collections.deque[tuple[int, Future[bytes]]] = collections.deque()
+        self.executor = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="strongroom-restore")
+
+    def _fill(self) -> None:
+        while self.submitted < len(self.order) and len(self.pending) < PREFETCH:
+            batch_number = self.order[self.submitted]
+            key_name, key = batch_key(self.repository, self.index, batch_number, self.pack_keys)
+            future = self.executor.submit(open_batch, self.repository, self.index, batch_number, key_name, key)
+            self.pending.append((batch_number, future))
+            self.submitted += 1
+
+    def next(self, batch_number: int) -> bytes:
+        """The plaintext of ``batch_number``, which must be the next batch of the order.
+        Raises what :func:`open_batch` and :func:`batch_key` raise."""
+        self._fill()
+        expected, future = self.pending.popleft()
+        assert expected == batch_number, "batches are taken in the order given"
+        plaintext = future.result()
+        self._fill()
+        return plaintext
+
+    def close(self) -> None:
+        """Stop fetching (what is in flight finishes and is dropped)."""
+        for _, future in self.pending:
+            future.cancel()
+        self.executor.shutdown(wait=True)
+        self.pending.clear()
 
 
 def _runs(locations: RecordLocations) -> tuple[list[int], list[int], list[int]]:
@@ -208,14 +270,14 @@ def write_component(
     except FileExistsError:
         raise UsageError(f"{target} already exists: restore never overwrites", hint="name an empty folder") from None
     writer = _Writer(fd, hasher)
+    fetcher = _Prefetcher(repository, found_index, list(dict.fromkeys(run_batches)))
     try:
         buffer = bytearray()
         kept: dict[int, memoryview] = {}
-        pack_keys: dict[int, str] = {}
         for number, (batch_number, start, end) in enumerate(zip(run_batches, run_starts, run_ends)):
             plaintext = kept.get(batch_number)
             if plaintext is None:
-                plaintext = kept[batch_number] = memoryview(read_batch(repository, found_index, batch_number, pack_keys))
+                plaintext = kept[batch_number] = memoryview(fetcher.next(batch_number))
             if end > len(plaintext):
                 raise IntegrityError(f"{what}: a batch is shorter than its index says")
             buffer += plaintext[start:end]
@@ -228,10 +290,12 @@ def write_component(
         total = writer.finish()
         os.fsync(fd)
     except BaseException:
+        fetcher.close()
         writer.abandon()
         os.close(fd)
         target.unlink(missing_ok=True)
         raise
+    fetcher.close()
     os.close(fd)
     return total
 
