@@ -119,3 +119,21 @@ def test_known_ids_from_index_objects_match_the_index(setup: Setup) -> None:
     listed = np.frombuffer(ids, "S16")
     # each listed id's row points back at a place in the list that holds the same id
     assert (listed[positions[rows]] == listed).all()
+
+
+def test_bucket_search_is_searchsorted() -> None:
+    from strongroom.repository.index import SortedIds
+
+    generator = np.random.default_rng(9)
+    spread = np.sort(generator.integers(0, 2**64 - 1, 200_000, dtype=np.uint64))
+    skewed = np.sort(generator.integers(0, 1000, 200_000, dtype=np.uint64))  # one full bucket: binary search
+    for high in (spread, skewed):
+        ids = SortedIds(high, np.zeros(len(high), dtype=np.uint64))
+        needles = np.concatenate((
+            generator.integers(0, 2**64 - 1, 5000, dtype=np.uint64),
+            high[generator.integers(0, len(high), 5000)],
+            np.array([0, 2**64 - 1, high[0], high[-1]], dtype=np.uint64),
+        ))
+        assert np.array_equal(ids._search(needles, None), np.searchsorted(high, needles))
+    assert SortedIds(spread, spread)._bucket_table() is not None
+    assert SortedIds(skewed, skewed)._bucket_table() is None

@@ -193,11 +193,16 @@ def _search_in_order(haystack: np.ndarray, needles: np.ndarray, keys: np.ndarray
     return rows
 
 
+_BUCKETED_SIZE = 1 << 16  # sets at least this large are searched through a bucket table
+_BUCKET_LIMIT = 64  # a set with a fuller bucket is searched by binary search
+
+
 class SortedIds:
     """A sorted set of ids held as two uint64 arrays (16 bytes an id), searched with integer compares."""
 
     def __init__(self, high: np.ndarray, low: np.ndarray) -> None:
         self.high = high
+        self._table: tuple[np.ndarray, int] | None | bool = False  # False: not built yet
         self.low = low
 
     @classmethod
@@ -216,12 +221,47 @@ class SortedIds:
     def __len__(self) -> int:
         return len(self.high)
 
+    def _bucket_table(self) -> tuple[np.ndarray, int] | None:
+        """For large sets: where each bucket of ids (by their first bits) starts, and the shift
+        that gives an id's bucket; None when the set is small or its ids are not spread evenly."""
+        table = self._table
+        if table is False:
+            table = None
+            if len(self.high) >= _BUCKETED_SIZE:
+                bits = max(1, len(self.high).bit_length() - 3)  # about 4 to 8 ids a bucket
+                shift = 64 - bits
+                starts = np.searchsorted(self.high, np.arange(1 << bits, dtype=np.uint64) << np.uint64(shift))
+                starts = np.append(starts, len(self.high)).astype(np.int64)
+                if int(np.diff(starts).max()) <= _BUCKET_LIMIT:  # keyed hashes: always, in practice
+                    table = (starts, shift)
+            self._table = table
+        assert table is None or isinstance(table, tuple)
+        return table
+
+    def _search(self, high: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+        """``np.searchsorted(self.high, high)``: through the bucket table when there is one (a
+        couple of memory reads an id instead of a binary search), else searching in ascending order."""
+        table = self._bucket_table()
+        if table is None:
+            return _search_in_order(self.high, high, high, order)
+        starts, shift = table
+        buckets = (high >> np.uint64(shift)).astype(np.intp)
+        rows = starts[buckets]
+        ends = starts[buckets + 1]
+        active = np.flatnonzero(rows < ends)
+        while len(active):  # walk each bucket (a few ids) to the first id not below the needle
+            below = self.high[rows[active]] < high[active]
+            active = active[below]
+            rows[active] += 1
+            active = active[rows[active] < ends[active]]
+        return rows
+
     def find(self, high: np.ndarray, low: np.ndarray, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows and a found mask for the ids given as (high, low) arrays; ``order``, when given, is
         ``np.argsort(high)`` (computed once by a caller searching several sets)."""
         if len(self.high) == 0:
             return np.zeros(len(high), dtype=np.int64), np.zeros(len(high), dtype=bool)
-        rows = np.minimum(_search_in_order(self.high, high, high, order), len(self.high) - 1)
+        rows = np.minimum(self._search(high, order), len(self.high) - 1)
         same_high = self.high[rows] == high
         found = same_high & (self.low[rows] == low)
         # Rare: several ids share the first 8 bytes; look along the run of equal highs.
@@ -338,7 +378,8 @@ class KnownIds:
         """For each of ``ids`` (S16): whether the repository (or this run) holds it, and its
         position in the base list described by ``positions`` (-1 when absent or no base)."""
         high, low = split_ids(ids)
-        order = np.argsort(high)  # sorted once for every set searched
+        # sorted once for every set searched by binary search (the large set uses its bucket table)
+        order = np.argsort(high) if any(level._bucket_table() is None for level in self.added) else None
         rows, found = self.ids.find(high, low, order)
         if positions is None or len(positions) == 0:
             base = np.full(len(ids), -1, dtype=np.int64)
