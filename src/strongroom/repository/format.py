@@ -113,12 +113,16 @@ def compress_parts(parts: Sequence[BytesLike] | list[BytesLike]) -> bytearray:
     compressor = getattr(_compressors, "compressor", None)
     if compressor is None:
         compressor = _compressors.compressor = zstandard.ZstdCompressor(level=_COMPRESSION_LEVEL)
-    stream = compressor.compressobj(size=sum(memoryview(part).nbytes for part in parts))
+    size = 0
+    for part in parts:
+        with memoryview(part) as whole:  # type: ignore[arg-type]  # numpy arrays are buffers
+            size += whole.nbytes
+    stream = compressor.compressobj(size=size)
     output = bytearray()
     queue = parts if isinstance(parts, list) else list(parts)
     queue.reverse()
     while queue:
-        with memoryview(queue.pop()) as part, part.cast("B") as view:
+        with memoryview(queue.pop()) as part, part.cast("B") as view:  # type: ignore[arg-type]
             for start in range(0, len(view), _COMPRESS_SLICE):
                 output += stream.compress(view[start : start + _COMPRESS_SLICE])
     output += stream.flush()
@@ -129,11 +133,17 @@ def seal_metadata(magic: bytes, metadata_key: bytes, payload: BytesLike | Sequen
     """The stored bytes of a metadata object (index or list) holding ``payload`` (or its parts, concatenated).
 
     A list of parts is emptied as it is compressed (see :func:`compress_parts`); the
-    result (a bytearray) is encrypted straight into place: at most the compressed
-    payload and the result are held together.
+    result is encrypted straight into place: at most two copies of the payload are
+    held together.
     """
     prefix = magic + bytes([FORMAT_VERSION])
-    parts: list[BytesLike] = payload if isinstance(payload, list) else list(payload) if isinstance(payload, tuple) else [payload]
+    parts: list[BytesLike]
+    if isinstance(payload, list):
+        parts = payload
+    elif isinstance(payload, tuple):
+        parts = list(payload)
+    else:
+        parts = [payload]  # type: ignore[list-item]  # a single bytes-like payload
     compressed = compress_parts(parts)
     nonce = os.urandom(NONCE_SIZE)
     stored = bytearray(len(prefix) + NONCE_SIZE + len(compressed) + TAG_SIZE)
@@ -141,7 +151,8 @@ def seal_metadata(magic: bytes, metadata_key: bytes, payload: BytesLike | Sequen
     stored[len(prefix) : len(prefix) + NONCE_SIZE] = nonce
     with memoryview(stored) as view:
         ChaCha20Poly1305(metadata_key).encrypt_into(nonce, compressed, prefix, view[len(prefix) + NONCE_SIZE :])
-    return stored  # a bytearray: every caller only reads it
+    del compressed
+    return bytes(stored)  # a copy made once the compressed payload is freed: the peak is unchanged
 
 
 def open_metadata(magic: bytes, metadata_key: bytes, stored: bytes, what: str) -> bytes:

@@ -243,7 +243,7 @@ def materialize_pieces(name: str, load: Callable[[str], IdList], piece_ids: int 
 
 def chain_of(name: str, load: Callable[[str], IdList]) -> list[str]:
     """The names of list object ``name`` and every base it depends on. Raises what ``load`` raises."""
-    names = []
+    names: list[str] = []
     current: str | None = name
     while current is not None and len(names) <= MAX_DEPTH + 1:
         names.append(current)

@@ -54,7 +54,7 @@ class IndexObject:
 
     def encode(self) -> bytes:
         """The payload bytes of this index object."""
-        return b"".join(bytes(memoryview(part).cast("B")) for part in self.encode_parts())
+        return b"".join(bytes(memoryview(part).cast("B")) for part in self.encode_parts())  # type: ignore[arg-type]  # numpy arrays are buffers
 
     def encode_parts(self) -> list[bytes | np.ndarray]:
         """The payload as parts to concatenate (no copy of the tables is made)."""
@@ -138,7 +138,9 @@ def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         halves = ids.view(">u8").reshape(-1, 2)  # no copy of the ids
     elif _is_entry_id_column(ids):
         # the "id" column of an entry table: read both halves in place (no copy of the ids)
-        pairs = ids.base.view(_ID_HALVES)
+        table = ids.base
+        assert table is not None
+        pairs = table.view(_ID_HALVES)
         return pairs["high"].astype(np.uint64), pairs["low"].astype(np.uint64)
     else:
         halves = np.frombuffer(np.ascontiguousarray(ids).tobytes(), dtype=">u8").reshape(-1, 2)

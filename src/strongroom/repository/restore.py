@@ -66,7 +66,7 @@ def _missing(what: str, missing: int, total: int) -> IntegrityError:
     )
 
 
-def locate_in_index(index: RepositoryIndex, ids: bytes, what: str) -> RecordLocations:
+def locate_in_index(index: RepositoryIndex, ids: bytes | bytearray, what: str) -> RecordLocations:
     """The records ``ids`` located in a merged index. Raises IntegrityError when an id is missing."""
     rows = index.locate(np.frombuffer(ids, "S16"))
     missing = int(np.count_nonzero(rows < 0))
@@ -243,7 +243,7 @@ def _runs(locations: RecordLocations) -> tuple[list[int], list[int], list[int]]:
 
 
 def write_component(
-    repository: Repository, index: RepositoryIndex | None, ids: bytes, target: Path, *, what: str, hasher: Any
+    repository: Repository, index: RepositoryIndex | None, ids: bytes | bytearray, target: Path, *, what: str, hasher: Any
 ) -> int:
     """Write the records ``ids`` into a new file ``target`` (mode 0600), updating ``hasher`` with
     its content in order; return its size. Without ``index`` the ids are located reading the
