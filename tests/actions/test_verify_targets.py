@@ -65,3 +65,17 @@ def test_an_unreachable_target_is_reported_and_the_others_still_checked(
     assert by_name["primary"]["ok"] is True
     assert by_name["never-written"]["ok"] is False
     assert code != 0
+
+
+def test_prune_a_target_copy(mariadb_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    setup = Setup(make_sandbox(mariadb_server, tmp_path, "debian"), tmp_path)
+    add_target(setup, "offsite", str(tmp_path / "offsite"))
+    for _ in range(3):
+        assert setup.run("backup", "--quiet") == 0
+    config = load_config(setup.config)
+    write_config(config.model_copy(update={"retention": config.retention.model_copy(update={"keep_last": 1})}), setup.config)
+    assert setup.run("prune", "--target", "offsite", "--quiet") == 0
+    code, result = verify(setup, capsys)
+    by_name = {t["target"]: t for t in result["targets"]}
+    assert code == 0
+    assert by_name["offsite"]["snapshots"] == 1 and by_name["primary"]["snapshots"] == 3

@@ -58,7 +58,7 @@ def _object_lock(url: str) -> timedelta | None:
 
 def run(
     repository: Repository, config: Config, *, dry_run: bool, repack: bool = False,
-    repack_threshold: float = repacking.DEFAULT_THRESHOLD_PERCENT,
+    repack_threshold: float = repacking.DEFAULT_THRESHOLD_PERCENT, location: str | None = None,
 ) -> PruneOutcome:
     """Plan a prune under ``config.retention`` and (unless ``dry_run``) execute it; with
     ``repack``, then copy the live chunks of packs more than ``repack_threshold`` percent
@@ -67,7 +67,9 @@ def run(
     Raises UsageError (no writer key, bad threshold), IdentityError (``repack`` without an
     identity that opens the repository and the data keys of the packs to repack: raised
     before anything changes), ConfigError (bad retention settings), IntegrityError (the
-    repository is damaged: prune refuses), LockedError, StorageError.
+    repository is damaged: prune refuses), LockedError, StorageError. ``location`` is
+    the URL the repository was opened from (a [[repository.targets]] copy), for its
+    object-lock settings; default: ``[repository] url``.
     """
     if repository.writer_key is None:
         raise UsageError(
@@ -82,7 +84,7 @@ def run(
         drilled = _drilled(repository, trusted)
     except IdentityError:
         drilled = set()
-    retained = _object_lock(config.repository.url) if config.repository else None
+    retained = _object_lock(location or config.repository.url) if config.repository else None
 
     def locked_until(header: SnapshotHeader) -> datetime | None:
         return datetime.fromisoformat(header.time) + retained if retained else None

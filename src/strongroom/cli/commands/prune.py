@@ -38,6 +38,8 @@ before changing anything (exit status 10)."""
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``prune``."""
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    parser.add_argument("--target", metavar="NAME", default=None,
+                        help="prune this [[repository.targets]] copy instead of the primary location")
     parser.add_argument("--repack", action="store_true",
                         help="then rewrite packs more dead than --repack-threshold (needs --identity)")
     parser.add_argument("--repack-threshold", metavar="PERCENT", type=float, default=DEFAULT_THRESHOLD_PERCENT,
@@ -57,12 +59,16 @@ def _group(group: ObjectGroup) -> str:
 
 def execute(args: argparse.Namespace, context: Context) -> int:
     """Plan and (unless --dry-run) prune; return 0."""
+    config = context.require_repository()
     repository = open_repository(
-        context.require_repository(), writer_key_required=True,
+        config, writer_key_required=True,
         identity_file=args.identity if args.repack else None, passphrase_file=args.passphrase_file,
+        target=args.target,
     )
+    location = next((t.url for t in config.targets if t.name == args.target), None) if args.target else None
     outcome = prune_action.run(
-        repository, context.config, dry_run=args.dry_run, repack=args.repack, repack_threshold=args.repack_threshold
+        repository, context.config, dry_run=args.dry_run, repack=args.repack, repack_threshold=args.repack_threshold,
+        location=location,
     )
     if context.json_output:
         context.emit_json(prune_action.outcome_to_dict(outcome))
