@@ -53,3 +53,21 @@ def test_config_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("STRONGROOM_CONFIG", str(missing))
     assert main(["snapshots"]) == ExitCode.CONFIG
     assert str(missing) in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_an_internal_error_without_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from strongroom import execute
+    from strongroom.cli.commands import snapshots
+
+    execute.register_secret("very-secret-value-1")
+
+    def broken(args: object, context: object) -> int:
+        raise RuntimeError("boom with very-secret-value-1 inside")
+
+    monkeypatch.setattr(snapshots, "execute", broken)
+    assert main(["snapshots"]) == ExitCode.INTERNAL
+    err = capsys.readouterr().err
+    assert "internal error" in err and "bug" in err
+    assert "very-secret-value-1" not in err

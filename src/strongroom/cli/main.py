@@ -121,6 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         context.error_console.print(Text("interrupted", style="red"))
         return int(ExitCode.INTERRUPTED)
+    except Exception as error:  # a bug: say so plainly, never leak a secret through the message
+        logging.getLogger("strongroom").debug("internal error", exc_info=True)
+        message = mask(f"{type(error).__name__}: {error}")
+        context.error_console.print(
+            Text.assemble(("internal error: ", "red"), message, "\n  this is a bug in strongroom; run again with -vv for the traceback and report it")
+        )
+        return int(ExitCode.INTERNAL)
     return int(code)
 
 
