@@ -20,6 +20,8 @@ Memory: a load holds the requested range, a save the object being saved, nothing
 
 from __future__ import annotations
 
+import contextlib
+
 import errno
 import logging
 import posixpath
@@ -227,7 +229,8 @@ class SFTPBackend:
             try:
                 sftp = self._client.open_sftp()
             except Exception as error:
-                self._client.close()
+                with contextlib.suppress(Exception):
+                    self._client.close()
                 raise _translate(error, f"opening an SFTP channel to {self.location}") from None
             sftp.get_channel().settimeout(self._timeout)
             return self._generation, sftp
@@ -240,11 +243,14 @@ class SFTPBackend:
         except Exception as error:
             translated = _translate(error, what)
             if translated.transient:
-                # The channel or the connection may be broken: never reuse it.
-                sftp.close()
+                # The channel or the connection may be broken: never reuse it. Closing a
+                # broken one may itself fail (paramiko raises EOFError): that changes nothing.
+                with contextlib.suppress(Exception):
+                    sftp.close()
                 with self._lock:
                     if generation == self._generation and self._client is not None:
-                        self._client.close()
+                        with contextlib.suppress(Exception):
+                            self._client.close()
                         self._client = None
                         self._known_directories.clear()
             else:
