@@ -42,7 +42,7 @@ from strongroom.drill.checks import CheckResult, RestoredDatabase, RestoredFiles
 from strongroom.errors import CheckFailed, ConfigError, DatabaseError, IntegrityError, StrongroomError
 from strongroom.progress import LogReporter, Reporter
 from strongroom.repository.drills import DrillKey, save_record
-from strongroom.repository.repository import Repository, Snapshot
+from strongroom.repository.repository import Repository, Snapshot, parse_time
 from strongroom.source import backupset as roles
 
 SNAPSHOT_INTACT = "snapshot_intact"
@@ -133,12 +133,9 @@ def _now() -> datetime:
 
 def _age_seconds(snapshot_time: str, now: datetime) -> float:
     try:
-        moment = datetime.fromisoformat(snapshot_time)
+        return now.timestamp() - parse_time(snapshot_time)
     except ValueError:
         return float("nan")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return (now - moment).total_seconds()
 
 
 def _restore_files(repository: Repository, snapshot: Snapshot, manifest: dict[str, Any], directory: Path) -> RestoredFiles:

@@ -19,7 +19,7 @@ from strongroom.config.schema import Config
 from strongroom.errors import ConfigError, IdentityError, IntegrityError, RepositoryError, StorageError, StrongroomError
 from strongroom.repository import prune as prune_engine
 from strongroom.repository.drills import list_records
-from strongroom.repository.repository import Repository
+from strongroom.repository.repository import Repository, parse_time
 from strongroom.repository.retention import parse_duration, policy_from_settings
 from strongroom.storage.location import display_location
 
@@ -82,12 +82,9 @@ def _age(moment: str | None, now: datetime) -> float | None:
     if not moment:
         return None
     try:
-        parsed = datetime.fromisoformat(moment)
+        return max(0.0, now.timestamp() - parse_time(moment))
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return max(0.0, (now - parsed).total_seconds())
 
 
 def _hours(seconds: float) -> str:

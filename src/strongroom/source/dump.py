@@ -36,6 +36,7 @@ from pathlib import Path
 from strongroom import execute
 from strongroom.dbserver.connection import DatabaseTarget, mysql_option_file, pgpass_line, postgresql_environment
 from strongroom.errors import CommandError, DatabaseError, DependencyError
+from strongroom.repository.rowcount import RowCounter
 
 MARIADB_TRAILER = b"-- Dump completed"
 POSTGRESQL_TRAILER = b"-- PostgreSQL database dump complete"
@@ -181,27 +182,27 @@ def postgresql_dump_arguments() -> list[str]:
     return ["--format=plain", "--no-password", "--encoding=UTF8", "--no-owner", "--no-privileges"]
 
 
-_INSERT_PREFIX = b"INSERT INTO `"
-_COPY_RE = re.compile(rb"^COPY ([^ ]+) ")
-
-
 class _CountingStream(io.RawIOBase):
-    """A readable stream over the dumper's stdout that counts rows per table as they pass."""
+    """A readable stream over the dumper's stdout: bytes, progress, the tail (for the trailer),
+    and, when asked, rows per table counted as they pass (by the repository's row counter,
+    one implementation of both dump formats)."""
 
     def __init__(
         self, source: io.BufferedIOBase | io.RawIOBase, engine: str, on_bytes: object = None, count_rows: bool = True
     ) -> None:
         super().__init__()
         self.source = source
-        self.count_rows = count_rows
-        self.mysql = is_mysql_family(engine)
-        self.row_counts: dict[str, int] = {}
+        self.counter = RowCounter("mariadb-dump" if is_mysql_family(engine) else "postgresql-dump") if count_rows else None
         self.bytes = 0
         self.lines = 0
         self.tail = b""
         self._partial = b""
-        self._copy_table: str | None = None
         self._on_bytes = on_bytes
+
+    @property
+    def row_counts(self) -> dict[str, int]:
+        """Rows per table counted so far (empty when not counting)."""
+        return self.counter.result() if self.counter is not None else {}
 
     def readable(self) -> bool:
         return True
@@ -218,49 +219,29 @@ class _CountingStream(io.RawIOBase):
 
     def _scan(self, data: bytes) -> None:
         self.bytes += len(data)
+        self.lines += data.count(b"\n")
         if self._on_bytes is not None:
             self._on_bytes(len(data))  # type: ignore[operator]
         self.tail = (self.tail + data)[-TAIL_BYTES:]
-        if not self.count_rows:
+        if self.counter is None:
             return
+        # The counter takes blocks that end at a line end: hold back an unfinished line.
         chunk = self._partial + data
-        lines = chunk.split(b"\n")
-        self._partial = lines.pop()
+        cut = chunk.rfind(b"\n") + 1
+        self._partial = chunk[cut:]
         if len(self._partial) > 1 << 20:
-            # A very long line (a huge BLOB row): keep only its head for classification.
+            # A very long line (a huge BLOB row): its head is all the counter needs.
             self._partial = self._partial[:4096]
-        self.lines += len(lines)
-        if self.mysql:
-            for line in lines:
-                if line.startswith(_INSERT_PREFIX):
-                    end = line.find(b"`", len(_INSERT_PREFIX))
-                    table = line[len(_INSERT_PREFIX) : end].decode("utf-8", "replace")
-                    self.row_counts[table] = self.row_counts.get(table, 0) + 1
-        else:
-            for line in lines:
-                table = self._copy_table
-                if table is not None:
-                    if line == b"\\.":
-                        self._copy_table = None
-                    else:
-                        self.row_counts[table] += 1
-                elif line.startswith(b"COPY "):
-                    match = _COPY_RE.match(line)
-                    if match is not None:
-                        name = match.group(1).decode("utf-8", "replace")
-                        name = name.split(".", 1)[-1].strip('"')
-                        self._copy_table = name
-                        self.row_counts.setdefault(name, 0)
+        if cut:
+            self.counter.feed(chunk[:cut])
 
     def finish_scan(self) -> None:
         """Account for a last line without a newline."""
         if self._partial:
             self.lines += 1
             partial, self._partial = self._partial, b""
-            if self.mysql and partial.startswith(_INSERT_PREFIX):
-                end = partial.find(b"`", len(_INSERT_PREFIX))
-                table = partial[len(_INSERT_PREFIX) : end].decode("utf-8", "replace")
-                self.row_counts[table] = self.row_counts.get(table, 0) + 1
+            if self.counter is not None:
+                self.counter.feed(partial)
 
 
 class Dump:
