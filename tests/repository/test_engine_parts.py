@@ -12,7 +12,6 @@ from strongroom.errors import IntegrityError
 from strongroom.repository import idlist
 from strongroom.repository.chunker import record_spans
 from strongroom.repository.index import KnownIds
-from strongroom.repository.rowcount import RowCounter
 
 
 def reference_records(data: bytes, max_record: int) -> list[bytes]:
@@ -99,21 +98,3 @@ def test_known_ids_find_what_this_run_added_across_merged_levels() -> None:
     assert (base == -1).all()
     assert everything[17].tobytes() in known and generator.randbytes(16) not in known
 
-
-def test_row_counts_from_spans_match_the_per_record_counter() -> None:
-    generator = random.Random(2)
-    lines = [b"-- MariaDB dump\n", b"INSERT INTO `a` VALUES (1);\n"]
-    for table in [b"a", b"b", b"we``ird", b"c", b"a"]:
-        lines.append(b"LOCK TABLES `" + table + b"` WRITE;\n")
-        for _ in range(generator.randint(0, 400)):
-            lines.append(b"INSERT INTO `" + table + b"` VALUES ('" + b"x" * generator.randint(0, 90) + b"');\n")
-    lines.append(b"INSERT INTO `" + b"y" * 50)  # a last line without its end
-    data = b"".join(lines)
-    expected = RowCounter("mariadb-dump")
-    expected.feed(data, reference_records(data, 30))
-    for read_size in (7, 64, 1000, 1 << 20):
-        counter = RowCounter("mariadb-dump")
-        for block, starts, ends in record_spans(io.BytesIO(data), read_size=read_size, max_record=30):
-            counter.feed_spans(block, starts, ends)
-        assert counter.result() == expected.result(), read_size
-    assert expected.result()["we`ird"] > 0
