@@ -64,3 +64,16 @@ def postgresql_server() -> Iterator[ThrowawayServer]:
     names of their own, so they never see each other's tables.
     """
     yield from _server("postgresql", ("postgres", "initdb"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The writers' record caches of this session go to a temporary folder, not ~/.cache
+    (tests that care name their own ``cache_dir``). Child processes inherit it."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous

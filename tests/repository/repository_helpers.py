@@ -59,7 +59,7 @@ def make_setup(root: Path, extra_recipients: list[str] | None = None, lock_wait_
     writer_key.save(root / "writer.key")
     config = RepositoryConfig(
         url=str(root / "repo"), writer_key=root / "writer.key", writer_fingerprint=writer_key.fingerprint,
-        recipients=tuple(recipients), lock_wait_seconds=lock_wait_seconds,
+        recipients=tuple(recipients), lock_wait_seconds=lock_wait_seconds, cache_dir=root / "cache",
     )
     return Setup(root, config, writer_key, identity_file)
 

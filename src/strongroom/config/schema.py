@@ -66,6 +66,11 @@ class RepositoryConfig(Section):
     lock_wait_seconds: float = Field(
         default=60.0, ge=0, description="how long a backup waits for another run's lock before failing"
     )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="the backup host's cache of the last dump's record ids (default $XDG_CACHE_HOME/strongroom, "
+        "else ~/.cache/strongroom); losing it costs one slower backup, never data",
+    )
 
 
 Layout = Literal["auto", "debian", "rpm", "docker", "source", "v1"]

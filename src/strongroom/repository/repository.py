@@ -81,6 +81,16 @@ from strongroom.repository.keys import (
 from strongroom.repository.lock import RepositoryLock
 from strongroom.repository.marks import read_marks, unmarked_ids
 from strongroom.repository.packer import PackStatistics, PackWriter
+from strongroom.repository.recordcache import (
+    CacheContext,
+    RecordCache,
+    RecordCacheWriter,
+    cache_key,
+    group_ends,
+    group_key,
+    hash_groups,
+    window_positions,
+)
 from strongroom.repository.rowcount import RowCounter
 from strongroom.repository.snapshot import (
     KIND_SNAPSHOT,
@@ -95,6 +105,12 @@ log = logging.getLogger(__name__)
 
 RECORD_KINDS = ("mariadb-dump", "postgresql-dump", "records")
 ONLY_WRITER_KEY = "this host holds only the writer key; restore needs a recipient identity"
+
+
+def default_cache_dir() -> Path:
+    """Where a writer keeps its record caches unless ``[repository] cache_dir`` says: the XDG cache folder."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "strongroom"
 
 
 def _now() -> str:
@@ -132,6 +148,8 @@ class ComponentStatistics:
     new_bytes: int
     row_counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # records hashed one by one (the others' ids came from the record cache); -1 for files
+    hashed_records: int = -1
 
 
 @dataclass(frozen=True)
@@ -222,6 +240,7 @@ class Repository:
         writer_key: WriterKey | None = None,
         identities: list[Identity] | None = None,
         lock_wait_seconds: float = 60.0,
+        cache_dir: Path | None = None,
     ) -> None:
         self.backend = backend
         self.writer_fingerprint = writer_fingerprint
@@ -231,13 +250,17 @@ class Repository:
         self.writer_key = writer_key
         self.identities = identities
         self.lock_wait_seconds = lock_wait_seconds
+        # the writer's record caches (see recordcache.py); None: every backup hashes every record
+        self.cache_dir = cache_dir
         self._repository_keys: tuple[bytes, bytes] | None = None
         self._data_keys: dict[str, bytes] = {}
 
     # --- creation and opening ---
 
     @classmethod
-    def init(cls, backend: Backend, *, recipients: list[str]) -> tuple[Repository, WriterKey]:
+    def init(
+        cls, backend: Backend, *, recipients: list[str], cache_dir: Path | None = None
+    ) -> tuple[Repository, WriterKey]:
         """Create a repository on an empty ``backend``: the keys object and the signed config.
 
         Returns the repository and the new writer key (the caller saves it, mode 0600).
@@ -284,6 +307,7 @@ class Repository:
             repository_id=repository_id,
             keys_object=keys_name,
             writer_key=writer,
+            cache_dir=cache_dir,
         )
         return repository, writer
 
@@ -338,6 +362,7 @@ class Repository:
             writer_key=writer_key,
             identities=identities,
             lock_wait_seconds=config.lock_wait_seconds,
+            cache_dir=(config.cache_dir or default_cache_dir()) if writer_key is not None else None,
         )
 
     # --- keys ---
@@ -662,21 +687,75 @@ class SnapshotWriter:
             previous = repository.load_snapshot_by_name(self.predecessor.name)
             self._previous = {c["name"]: c for c in previous.components}
         # Chunks of packs prune marked are unknown to this run (stored again): see marks.py.
-        marked = read_marks(listing.records, lambda name: repository.load_snapshot_by_name(name).body, parse_time).packs
-        # Index objects are read one at a time and only their ids' halves kept (16 bytes an id).
-        damaged: list[tuple[str, str]] = []
-        self.known = KnownIds.from_index_objects(
-            repository.iter_index_objects(damaged), lambda index_object: unmarked_ids(index_object, marked)
-        )
-        for name, problem in damaged:
-            log.warning("ignoring damaged index object %s: %s", name[:12], problem)
+        self._marked = read_marks(listing.records, lambda name: repository.load_snapshot_by_name(name).body, parse_time).packs
+        self._known: KnownIds | None = None  # every id the index holds: read when first needed
+        self._excluded: KnownIds | None = None  # the ids of marked packs: read when first needed
+        self._file_chunks: set[bytes] | None = None  # without the index: the previous snapshot's file chunks
+        self._caches: list[RecordCacheWriter] = []
         self._chunk_key = chunk_hash_key(self.writer_key.id_key)
+        self._group_key = group_key(self.writer_key.id_key)
         self.packer = PackWriter(
             repository.backend,
             id_key=self.writer_key.id_key,
             metadata_key=self.writer_key.metadata_key,
             data_key=self._new_data_key,
         )
+
+    @property
+    def known(self) -> KnownIds:
+        """Every chunk id the repository's index holds outside marked packs, and what this run stored.
+
+        Read from the index objects the first time it is needed (a record stream without
+        a usable record cache); a damaged index object is skipped with a warning (its
+        chunks are stored again). Raises StorageError, IntegrityError.
+        """
+        if self._known is None:
+            damaged: list[tuple[str, str]] = []
+            marked = self._marked
+            # Index objects are read one at a time and only their ids' halves kept (16 bytes an id).
+            self._known = KnownIds.from_index_objects(
+                self.repository.iter_index_objects(damaged), lambda index_object: unmarked_ids(index_object, marked)
+            )
+            for name, problem in damaged:
+                log.warning("ignoring damaged index object %s: %s", name[:12], problem)
+        return self._known
+
+    def _marked_ids(self) -> KnownIds | None:
+        """The ids of chunks in packs prune marked (None when no pack is marked)."""
+        if not self._marked:
+            return None
+        if self._excluded is None:
+            marked = self._marked
+
+            def in_marked_packs(index_object: IndexObject) -> np.ndarray:
+                ids: np.ndarray = index_object.entries["id"]
+                pack_marked = np.array([pack in marked for pack in index_object.packs], dtype=bool)
+                if not pack_marked.any():
+                    return ids[:0]
+                selected: np.ndarray = ids[pack_marked[index_object.batches["pack"]][index_object.entries["batch"]]]
+                return selected
+
+            self._excluded = KnownIds.from_index_objects(self.repository.iter_index_objects([]), in_marked_packs)
+        return self._excluded
+
+    def _cache_context(self, name: str) -> CacheContext | None:
+        directory = self.repository.cache_dir
+        if directory is None:
+            return None
+        return CacheContext(directory / self.repository.repository_id, self.repository.repository_id, name,
+                            cache_key(self.writer_key.id_key))
+
+    def _open_cache_writer(self, context: CacheContext | None) -> RecordCacheWriter | None:
+        if context is None:
+            return None
+        try:
+            writer = RecordCacheWriter(context)
+        except OSError as error:
+            log.warning("cannot write the record cache in %s (%s): the next backup hashes every record",
+                        context.directory, error.strerror)
+            return None
+        self._caches.append(writer)
+        return writer
 
     def _new_data_key(self) -> tuple[bytes, str]:
         key, name = self.repository.new_data_key()
@@ -691,12 +770,37 @@ class SnapshotWriter:
         if self._finished:
             raise UsageError("this snapshot is already committed or aborted")
 
+    def _chunk_known(self, chunk_id: bytes) -> bool:
+        """Whether the repository holds ``chunk_id`` (a file's chunk) outside marked packs.
+
+        Without the index loaded, the previous snapshot's file chunks (which it keeps
+        alive) and this run's stand for the repository: a file chunk only older
+        snapshots hold is stored again, which costs bytes, never correctness.
+        """
+        if self._known is not None:
+            return chunk_id in self._known
+        if self._file_chunks is None:
+            chunks = {
+                bytes.fromhex(chunk)
+                for component in self._previous.values()
+                if component.get("kind") == "file"
+                for chunk in component.get("chunks", [])
+            }
+            excluded = self._marked_ids()
+            if excluded is not None:
+                chunks = {chunk for chunk in chunks if chunk not in excluded}
+            self._file_chunks = chunks
+        return chunk_id in self._file_chunks
+
     def _store_new(self, chunk_id: bytes, data: bytes) -> int:
         """Store a chunk the repository lacks; return the bytes added (0 when it was known)."""
-        if chunk_id in self.known:
+        if self._chunk_known(chunk_id):
             return 0
         self.packer.add(chunk_id, data)
-        self.known.add(chunk_id)
+        if self._known is not None:
+            self._known.add(chunk_id)
+        if self._file_chunks is not None:
+            self._file_chunks.add(chunk_id)
         return len(data)
 
     def add_record_stream(self, name: str, stream: BinaryIO, kind: str = "mariadb-dump") -> ComponentStatistics:
@@ -704,53 +808,99 @@ class SnapshotWriter:
 
         Each line is a record (longer lines are cut); only records the repository
         lacks are stored; the ordered id list is stored as a delta against the
-        previous snapshot's list of the same name. Returns the component's statistics.
+        previous snapshot's list of the same name. With a record cache of that list
+        (recordcache.py), records are hashed a group at a time and only changed
+        groups record by record; without one, every record is hashed and looked up in
+        the index. Returns the component's statistics.
         Raises UsageError (bad name or kind), StorageError, and whatever reading ``stream`` raises.
         """
         self._check_name(name)
         if kind not in RECORD_KINDS:
             raise UsageError(f"unknown record stream kind {kind!r} (known: {', '.join(RECORD_KINDS)})")
         started = time.monotonic()
-        base_name, base_depth, positions = self._base_for(name)
-        hasher = content_hasher(self.writer_key.id_key)
-        counter = RowCounter(kind)
-        builder = idlist.ListBuilder()
-        copy_id_hasher = blake3.blake3(key=self._chunk_key).copy
-        size = new_chunks = new_bytes = 0
-        for data, starts, ends in record_spans(stream):
-            view = memoryview(data)
-            hasher.update(view[: int(ends[-1])])
-            counter.feed_spans(data, starts, ends)
-            size += int(ends[-1])
-            ids = bytearray()
-            for start, end in zip(starts.tolist(), ends.tolist()):
-                id_hasher = copy_id_hasher()
-                id_hasher.update(view[start:end])
-                ids += id_hasher.digest(16)
-            id_array = np.frombuffer(ids, "S16")
-            found, base = self.known.lookup(id_array, positions)
-            builder.feed(base, ids)
-            new = np.flatnonzero(~found)
-            if len(new):
-                # a record repeated inside the block is stored once
-                _, first = np.unique(id_array[new], return_index=True)
-                new = new[np.sort(first)]
-                new_ids = id_array[new]
-                self.known.add_many(new_ids)
-                self.packer.add_records(new_ids.tobytes(), data, starts[new], ends[new])
-                new_chunks += len(new)
-                new_bytes += int((ends[new] - starts[new]).sum())
+        previous = self._previous.get(name)
+        context = self._cache_context(name)
+        cache = None
+        if context is not None and previous is not None and "list" in previous:
+            cache = RecordCache.open(context, previous["list"])
+        try:
+            cache_writer = self._open_cache_writer(context)
+            if cache is not None:
+                assert previous is not None
+                depth = int(previous.get("list_depth", 0))
+                base_name = previous["list"] if depth < idlist.MAX_DEPTH else None
+                stream_state = _CachedStream(cache, self._marked_ids(), base_name is not None)
+                base_depth = depth if base_name else -1
+            else:
+                known = self.known
+                base_name, base_depth, positions = self._base_for(name)
+                stream_state = None
+            hasher = content_hasher(self.writer_key.id_key)
+            counter = RowCounter(kind)
+            builder = idlist.ListBuilder()
+            copy_id_hasher = blake3.blake3(key=self._chunk_key).copy
+            size = new_chunks = new_bytes = 0
+            for data, starts, ends in record_spans(stream):
+                view = memoryview(data)
+                raw = np.frombuffer(data, dtype=np.uint8)
+                hasher.update(view[: int(ends[-1])])
+                counter.feed_spans(data, starts, ends)
+                size += int(ends[-1])
+                cuts = group_ends(raw, starts, ends)
+                group_hashes = hash_groups(view, starts, ends, cuts, self._group_key)
+                if stream_state is not None:
+                    ids, base = stream_state.block(view, starts, ends, cuts, group_hashes, copy_id_hasher)
+                    found = base >= 0
+                    missed = np.flatnonzero(~found)
+                    if len(missed) > max(_MISSES_LOOKED_UP, len(base) // 2):
+                        # many records the previous list lacks around here: moved rows (a table
+                        # rewritten in another order) or new ones; the index tells which
+                        known_now, _ = self.known.lookup(np.frombuffer(ids, "S16")[missed], None)
+                        found[missed[known_now]] = True
+                    builder.feed(base if stream_state.delta else np.full(len(base), -1, dtype=np.int64), ids)
+                else:
+                    ids = _hash_records(copy_id_hasher, view, starts, ends)
+                    if len(known):
+                        found, base = known.lookup(np.frombuffer(ids, "S16"), positions)
+                    else:  # a new repository: nothing to look up
+                        found, base = np.zeros(len(starts), dtype=bool), np.full(len(starts), -1, dtype=np.int64)
+                    builder.feed(base, ids)
+                if cache_writer is not None:
+                    cache_writer.add(ids, group_hashes, cuts)
+                id_array = np.frombuffer(ids, "S16")
+                new = np.flatnonzero(~found)
+                if len(new):
+                    # a record repeated inside the block is stored once
+                    _, first = np.unique(id_array[new], return_index=True)
+                    new = new[np.sort(first)]
+                    new_ids = id_array[new]
+                    self.packer.add_records(new_ids.tobytes(), data, starts[new], ends[new])
+                    new_chunks += len(new)
+                    new_bytes += int((ends[new] - starts[new]).sum())
+                del view, raw
+        finally:
+            if cache is not None:
+                cache.close()
         chunks = builder.count
         operations = builder.operations()
-        del positions
+        positions = None
         depth = base_depth + 1 if base_name else 0
         parts = idlist.encode_parts(base_name, depth, chunks, operations, builder.literals)
         del builder, operations  # the parts list holds the only references: sealing frees each part once compressed
         stored = seal_metadata(LIST_MAGIC, self.writer_key.metadata_key, parts)
         list_name = object_name(stored)
         self.repository.backend.save(Handle(ObjectType.LISTS, list_name), stored)
+        del stored
+        if cache_writer is not None:
+            try:
+                cache_writer.finish(list_name)
+            except OSError as error:
+                log.warning("cannot write the record cache of %s (%s)", name, error.strerror)
+                cache_writer.discard()
+                self._caches.remove(cache_writer)
         statistics = ComponentStatistics(
-            name, kind, size, chunks, new_chunks, new_bytes, counter.result(), time.monotonic() - started
+            name, kind, size, chunks, new_chunks, new_bytes, counter.result(), time.monotonic() - started,
+            stream_state.hashed if stream_state is not None else chunks,
         )
         self.components.append(
             {
@@ -813,7 +963,7 @@ class SnapshotWriter:
                 size += len(chunk)
                 chunk_id = blake3.blake3(chunk, key=self._chunk_key).digest(16)
                 chunk_ids.append(chunk_id.hex())
-                if chunk_id not in self.known:
+                if not self._chunk_known(chunk_id):
                     new_chunks += 1
                     new_bytes += self._store_new(chunk_id, chunk)
 
@@ -884,6 +1034,7 @@ class SnapshotWriter:
             name = object_name(stored)
             self.repository.backend.save(Handle(ObjectType.SNAPSHOTS, name), stored)
             self._finished = True
+            self._install_caches()
             return SnapshotInfo(
                 name,
                 int(header["sequence"]),
@@ -905,6 +1056,19 @@ class SnapshotWriter:
             self._finished = True
             self.packer.close()
             self.lock.release()
+        for cache in self._caches:
+            cache.discard()
+        self._caches.clear()
+
+    def _install_caches(self) -> None:
+        """Put the record caches of the committed snapshot in place (a failure costs the next run time only)."""
+        for cache in self._caches:
+            try:
+                cache.install()
+            except OSError as error:
+                log.warning("cannot install the record cache %s: %s", cache.context.path, error.strerror)
+                cache.discard()
+        self._caches.clear()
 
     @property
     def pack_statistics(self) -> PackStatistics:
@@ -918,6 +1082,114 @@ class SnapshotWriter:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.abort()
+
+
+def _hash_records(copy_hasher: Any, view: memoryview, starts: np.ndarray, ends: np.ndarray) -> bytes:
+    """The keyed ids (16 bytes each, concatenated) of the records ``view[starts[k]:ends[k]]``."""
+    ids = bytearray()
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        one = copy_hasher()
+        one.update(view[start:end])
+        ids += one.digest(16)
+    return bytes(ids)
+
+
+# Where the records of changed groups are looked for in the previous list: between the
+# unchanged groups around them, this many records plus twice their number from each end.
+_WINDOW_SLACK = 64
+# A block with more records than this (and more than half its records) missing from the
+# previous list around their place has them looked up in the whole index.
+_MISSES_LOOKED_UP = 256
+
+
+class _CachedStream:
+    """The record-cache path of one record stream: each block's ids and base positions.
+
+    A group found in the cache is the same bytes as a group of the previous list: its
+    records' ids are read from the cache and its records are copies of the previous
+    list (positions ``start`` ...). The records of other groups are hashed one by one
+    and looked for in the previous list between the matched groups around them.
+    Ids of chunks in packs prune marked are never reused (``excluded``).
+    """
+
+    def __init__(self, cache: RecordCache, excluded: KnownIds | None, delta: bool) -> None:
+        self.cache = cache
+        self.excluded = excluded
+        self.delta = delta
+        self.previous_end = 0  # where the last matched group ended in the previous list
+        self.hashed = 0  # records hashed one by one
+
+    def block(
+        self, view: memoryview, starts: np.ndarray, ends: np.ndarray, cuts: np.ndarray, hashes: np.ndarray, copy_hasher: Any
+    ) -> tuple[bytes, np.ndarray]:
+        """(ids of the block's records, their positions in the previous list or -1)."""
+        count = len(starts)
+        first = np.empty_like(cuts)
+        first[0] = 0
+        first[1:] = cuts[:-1]
+        rows = cuts - first
+        matched = self.cache.match(hashes, rows)
+        is_matched = matched >= 0
+        positions = np.full(count, -1, dtype=np.int64)
+        ids = np.empty(count, "S16")
+        row_matched = np.repeat(is_matched, rows)
+        matched_rows = np.flatnonzero(row_matched)
+        if len(matched_rows):
+            shift = np.repeat((matched - first)[is_matched], rows[is_matched])
+            positions[matched_rows] = matched_rows + shift
+            # read the cached ids a run at a time: runs consecutive both here and in the previous list
+            breaks = np.flatnonzero((np.diff(matched_rows) != 1) | (np.diff(positions[matched_rows]) != 1)) + 1
+            run_starts = np.concatenate(([0], breaks))
+            run_ends = np.concatenate((breaks, [len(matched_rows)]))
+            for run_start, run_end in zip(run_starts.tolist(), run_ends.tolist()):
+                row = int(matched_rows[run_start])
+                length = run_end - run_start
+                ids[row : row + length] = np.frombuffer(self.cache.read_ids(int(positions[row]), length), "S16")
+        changed_rows = np.flatnonzero(~row_matched)
+        if len(changed_rows):
+            changed_ids = np.frombuffer(_hash_records(copy_hasher, view, starts[changed_rows], ends[changed_rows]), "S16")
+            self.hashed += len(changed_rows)
+            ids[changed_rows] = changed_ids
+            positions[changed_rows] = window_positions(self.cache, changed_ids, self._windows(matched, rows))
+        if self.excluded is not None and len(self.excluded):
+            reused = np.flatnonzero(positions >= 0)
+            marked, _ = self.excluded.lookup(ids[reused], None)
+            positions[reused[marked]] = -1
+        if is_matched.any():
+            last = int(np.flatnonzero(is_matched)[-1])
+            self.previous_end = int(matched[last] + rows[last])
+        elif (positions >= 0).any():
+            self.previous_end = int(positions.max()) + 1
+        return ids.tobytes(), positions
+
+    def _windows(self, matched: np.ndarray, rows: np.ndarray) -> list[tuple[int, int]]:
+        """The ranges of the previous list where the records of each run of unmatched groups may be."""
+        windows: list[tuple[int, int]] = []
+        low = self.previous_end
+        group = 0
+        total = len(matched)
+        matched_list = matched.tolist()
+        rows_list = rows.tolist()
+        while group < total:
+            if matched_list[group] >= 0:
+                low = matched_list[group] + rows_list[group]
+                group += 1
+                continue
+            run_rows = 0
+            while group < total and matched_list[group] < 0:
+                run_rows += rows_list[group]
+                group += 1
+            reach = 2 * run_rows + _WINDOW_SLACK
+            high = matched_list[group] if group < total else -1
+            if low <= high <= low + 2 * reach:
+                windows.append((low, max(high, low + reach)))
+            else:
+                # a jump (rows deleted, or a block moved): the rows after the last unchanged group
+                # and the rows before the next one
+                windows.append((low, low + reach))
+                if high >= 0:
+                    windows.append((max(0, high - reach), high))
+        return windows
 
 
 def iter_snapshot_names(listing: SnapshotListing) -> Iterator[str]:
