@@ -137,3 +137,95 @@ def test_bucket_search_is_searchsorted() -> None:
         assert np.array_equal(ids._search(needles, None), np.searchsorted(high, needles))
     assert SortedIds(spread, spread)._bucket_table() is not None
     assert SortedIds(skewed, skewed)._bucket_table() is None
+
+
+def test_index_objects_are_written_sorted_by_id_and_bounded(setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from strongroom.repository import packer
+    from strongroom.repository.index import ascending
+
+    # Small batches and packs, and an index object once 500 entries wait: many index objects.
+    monkeypatch.setattr(packer, "BATCH_TARGET", 8 << 10)
+    monkeypatch.setattr(packer, "PACK_TARGET", 32 << 10)
+    monkeypatch.setattr(packer, "INDEX_ENTRIES", 500)
+    lines = _three_days(setup)
+    reader = setup.reader()
+    objects = [obj for _, obj in reader.iter_index_objects()]
+    assert len(objects) > 5
+    largest_pack = 0
+    for obj in objects:
+        assert ascending(*split_ids(obj.entries["id"]))
+        per_pack = np.bincount(obj.batches["pack"][obj.entries["batch"]], minlength=len(obj.packs))
+        largest_pack = max(largest_pack, int(per_pack.max()))
+        # written as soon as 500 entries waited: at most one pack's entries more
+        assert len(obj.entries) < 500 + int(per_pack.max())
+    assert largest_pack < 500
+    reader.restore_component(reader.load_snapshot("latest"), "database.sql", tmp_path / "out.sql")
+    assert (tmp_path / "out.sql").read_bytes() == b"".join(lines)
+
+
+def test_index_objects_of_earlier_versions_in_write_order_still_restore(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Day 1 written as earlier versions did (entries in write order, one large index object),
+    later days sorted: both kinds are located, with and without a merged index."""
+    from strongroom.repository import packer
+    from strongroom.repository.index import ascending
+
+    lines = synthetic_dump(6000)
+    generator = random.Random(4)
+    with monkeypatch.context() as old_writer:
+        old_writer.setattr(packer, "sorted_entries", lambda parts: np.concatenate(parts))
+        old_writer.setattr(packer, "INDEX_ENTRIES", 1 << 30)
+        with setup.writer().begin_snapshot() as writer:
+            writer.add_record_stream("database.sql", io.BytesIO(b"".join(lines)))
+            writer.commit()
+    reader = setup.reader()
+    [(_, day_one)] = list(reader.iter_index_objects())
+    assert not ascending(*split_ids(day_one.entries["id"]))
+    for _ in range(2):
+        for position in generator.sample(range(2, len(lines) - 1), 60):
+            lines[position] = secret_row(generator)
+        with setup.writer().begin_snapshot() as writer:
+            writer.add_record_stream("database.sql", io.BytesIO(b"".join(lines)))
+            writer.commit()
+    kinds = [ascending(*split_ids(obj.entries["id"])) for _, obj in reader.iter_index_objects()]
+    assert sorted(kinds) == [False, True, True]
+    snapshot = reader.load_snapshot("latest")
+    reader.restore_component(snapshot, "database.sql", tmp_path / "streamed.sql")
+    reader.restore_component(snapshot, "database.sql", tmp_path / "merged.sql", index=reader.load_index())
+    assert (tmp_path / "streamed.sql").read_bytes() == (tmp_path / "merged.sql").read_bytes() == b"".join(lines)
+    assert (tmp_path / "streamed.sql").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_failed_write_raises_and_leaves_no_file(setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _three_days(setup)
+    reader = setup.reader()
+    monkeypatch.setattr(restore, "WRITE_BUFFER", 4096)
+    calls = []
+    real_pwrite = restore.os.pwrite
+
+    def failing_pwrite(fd: int, data: memoryview, offset: int) -> int:
+        calls.append(offset)
+        if len(calls) == 20:
+            raise OSError(28, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(restore.os, "pwrite", failing_pwrite)
+    target = tmp_path / "out.sql"
+    with pytest.raises(OSError, match="No space left"):
+        reader.restore_component(reader.load_snapshot("latest"), "database.sql", target)
+    assert not target.exists()
+    assert len(calls) < 40  # stopped soon after the failure, not after writing everything
+
+
+def test_sort_order_with_ids_sharing_their_first_bits() -> None:
+    """sort_order sorts first bits with the position in the last ones; ids whose first bits are
+    equal (and whose lows or exact values tie) must still come out in lexsort order."""
+    generator = np.random.default_rng(11)
+    high = generator.integers(0, 2**64 - 1, 300_000, dtype=np.uint64)
+    low = generator.integers(0, 2**64 - 1, 300_000, dtype=np.uint64)
+    # neighbours differing only in the last 19 bits (the position bits for 300 000 ids)
+    high[1000:3000] = (high[0:2000] & ~np.uint64((1 << 19) - 1)) | generator.integers(0, 1 << 19, 2000, dtype=np.uint64)
+    high[5000:5100] = high[4900:5000]  # equal highs, lows in any order
+    high[6000:6100], low[6000:6100] = high[7000:7100], low[7000:7100]  # exact duplicates
+    assert np.array_equal(sort_order(high, low), np.lexsort((low, high)))

@@ -3,8 +3,10 @@
 Chunks are appended to a *batch* until it holds :data:`BATCH_TARGET` bytes; the
 batch is compressed (zstd) and sealed with the run's data key; batches are
 appended to a *pack* until it holds :data:`PACK_TARGET` bytes; the pack is saved
-under the hash of its bytes. After every :data:`INDEX_EVERY_PACKS` packs, and at
-:meth:`PackWriter.flush`, an index object describing the saved packs is written.
+under the hash of its bytes. After every :data:`INDEX_EVERY_PACKS` packs or
+:data:`INDEX_ENTRIES` entries, and at :meth:`PackWriter.flush`, an index object
+describing the saved packs is written, its entries sorted by chunk id (so a restore
+merges them with the sorted list it locates, and never decodes a huge one).
 So the order in storage is always: data key, packs, then the index naming them.
 
 Batches are compressed by a pool of :data:`SEAL_THREADS` threads (zstd releases
@@ -36,13 +38,16 @@ from strongroom.repository.format import (
     pack_header,
     seal_metadata,
 )
-from strongroom.repository.index import encode_index_parts
+from strongroom.repository.index import encode_index_parts, sorted_entries
 from strongroom.repository.keys import NONCE_SIZE, TAG_SIZE, keyed_hasher, object_name
 from strongroom.storage.backend import Backend, Handle, ObjectType
 
 BATCH_TARGET = 1 << 20
 PACK_TARGET = 16 << 20
 INDEX_EVERY_PACKS = 8
+# An index object is written once this many entries wait (or after INDEX_EVERY_PACKS packs), so
+# that readers never decode a huge one: a pack of small records holds a few hundred thousand.
+INDEX_ENTRIES = 1 << 18
 SEAL_THREADS = max(1, min(4, os.cpu_count() or 1))
 MAX_QUEUED = SEAL_THREADS + 3
 
@@ -253,13 +258,14 @@ class PackWriter:
         self._saved_entries.append(entries)
         self._pack_batches = []
         self._pack_entries = []
-        if len(self._saved_packs) >= INDEX_EVERY_PACKS:
+        if len(self._saved_packs) >= INDEX_EVERY_PACKS or sum(len(part) for part in self._saved_entries) >= INDEX_ENTRIES:
             self._write_index()
 
     def _write_index(self) -> None:
         if not self._saved_packs:
             return
-        parts = encode_index_parts(self._saved_packs, self._saved_batches, self._saved_entries)
+        parts = encode_index_parts(self._saved_packs, self._saved_batches, [sorted_entries(self._saved_entries)])
+        self._saved_entries = []
         stored = seal_metadata(INDEX_MAGIC, self.metadata_key, parts)
         del parts
         name = object_name(stored)

@@ -31,7 +31,7 @@ import numpy as np
 
 from strongroom.errors import IntegrityError, UsageError
 from strongroom.repository.format import BATCH_DTYPE, PACK_HEADER_SIZE, batch_associated_data, decompress, parse_pack_header
-from strongroom.repository.index import IndexObject, RepositoryIndex, SortedIds, sort_order, split_ids
+from strongroom.repository.index import IndexObject, RepositoryIndex, SortedIds, ascending, sort_order, split_ids
 from strongroom.repository.keys import unseal
 from strongroom.storage.backend import Handle, ObjectType
 
@@ -41,10 +41,12 @@ if TYPE_CHECKING:
     from strongroom.repository.repository import Repository
 
 WRITE_BUFFER = 8 << 20
-WRITE_QUEUE = 3  # buffers waiting for the writer thread
+WRITE_QUEUE = 2  # buffers waiting for the hasher thread
+WRITE_THREADS = 2  # threads writing buffers into the output file
 PREFETCH = 6  # batches (about 1 MiB of plaintext each) fetched ahead
 FETCH_THREADS = 2
 LOCATE_PIECE = 1 << 18  # index entries searched at a time (bounds the temporary arrays)
+_EMPTY = np.empty(0, np.uint64)
 
 
 @dataclass
@@ -76,13 +78,17 @@ def locate_in_index(index: RepositoryIndex, ids: bytes | bytearray, what: str) -
     return RecordLocations(index, located["batch"].astype(np.int64), located["offset"], located["length"])
 
 
-def locate_streaming(objects: Iterable[tuple[str, IndexObject]], listed: SortedIds, what: str) -> RecordLocations:
+def locate_streaming(
+    objects: Iterable[tuple[str, IndexObject]], listed: SortedIds, what: str, places: np.ndarray | None = None
+) -> RecordLocations:
     """The records of ``listed`` (the list's ids, sorted, duplicates allowed) located by reading
     index objects one at a time, :data:`LOCATE_PIECE` entries at a time (none is kept).
 
-    The result is aligned with ``listed`` (sorted order); the first index object naming
-    an id gives its location. Raises IntegrityError when an id is missing, and
-    whatever ``objects`` raises.
+    The result is aligned with ``listed`` (sorted order), or, given ``places`` (where each
+    sorted id is in the list), with the list. Index objects whose entries are sorted by id
+    (written so since the format said so) are merged with the sorted ids; others are
+    searched. The first index object naming an id gives its location. Raises
+    IntegrityError when an id is missing, and whatever ``objects`` raises.
     """
     count = len(listed)
     batch = np.full(count, -1, dtype=np.int32)
@@ -93,15 +99,20 @@ def locate_streaming(objects: Iterable[tuple[str, IndexObject]], listed: SortedI
     batch_base = 0
     for _, obj in objects:
         entries = obj.entries
+        if count and len(entries):
+            high, low = split_ids(entries["id"])  # the whole table's id column, read in place
+            in_order = ascending(high, low)
         for piece_start in range(0, len(entries) if count else 0, LOCATE_PIECE):
-            piece = entries[piece_start : piece_start + LOCATE_PIECE]
-            rows, found = listed.find(*split_ids(piece["id"]))
+            piece = slice(piece_start, piece_start + LOCATE_PIECE)
+            rows, found = listed.find(high[piece], low[piece], ascending=in_order)
             take = np.flatnonzero(found)
-            take = take[batch[rows[take]] < 0]
-            targets = rows[take]
-            batch[targets] = piece["batch"][take].astype(np.int64) + batch_base
-            source[targets] = piece["offset"][take]
-            length[targets] = piece["length"][take]
+            targets = rows[take] if places is None else places[rows[take]]
+            first = batch[targets] < 0
+            take, targets = take[first] + piece_start, targets[first]
+            batch[targets] = entries["batch"][take].astype(np.int64) + batch_base
+            source[targets] = entries["offset"][take]
+            length[targets] = entries["length"][take]
+        high = low = _EMPTY
         mapping = np.array([pack_numbers.setdefault(p, len(pack_numbers)) for p in obj.packs], dtype="<u4")
         batches = obj.batches.copy()
         if len(batches):
@@ -118,6 +129,8 @@ def locate_streaming(objects: Iterable[tuple[str, IndexObject]], listed: SortedI
         new_run[1:] = repeats[1:] != repeats[:-1] + 1
         run_first = np.maximum.accumulate(np.where(new_run, np.arange(len(repeats)), 0))
         leaders = repeats[run_first] - 1
+        if places is not None:
+            repeats, leaders = places[repeats], places[leaders]
         batch[repeats], source[repeats], length[repeats] = batch[leaders], source[leaders], length[leaders]
     missing = int(np.count_nonzero(batch < 0))
     if missing:
@@ -136,20 +149,14 @@ def locate_listed(objects: Iterable[tuple[str, IndexObject]], ids: bytes | bytea
 
 
 def _locate_halves(objects: Iterable[tuple[str, IndexObject]], high: np.ndarray, low: np.ndarray, what: str) -> RecordLocations:
-    """:func:`locate_listed` from the ids' halves, which are sorted in place (no second copy is held)."""
+    """:func:`locate_listed` from the ids' halves, which are sorted in place (no second copy is
+    held); the locations are written straight at their list positions."""
     order = sort_order(high, low)
     high[:] = high[order]
     low[:] = low[order]
     if len(order) < 1 << 31:
         order = order.astype(np.int32)
-    located = locate_streaming(objects, SortedIds(high, low), what)
-    in_order = RecordLocations(
-        located.index, np.empty_like(located.batch), np.empty_like(located.source), np.empty_like(located.length)
-    )
-    in_order.batch[order] = located.batch
-    in_order.source[order] = located.source
-    in_order.length[order] = located.length
-    return in_order
+    return locate_streaming(objects, SortedIds(high, low), what, order)
 
 
 def read_batch(repository: Repository, index: RepositoryIndex, batch_number: int, pack_keys: dict[int, str]) -> bytes:
@@ -272,7 +279,8 @@ def write_component(
     writer = _Writer(fd, hasher)
     fetcher = _Prefetcher(repository, found_index, list(dict.fromkeys(run_batches)))
     try:
-        buffer = bytearray()
+        buffer = writer.buffer()
+        filled = 0
         kept: dict[int, memoryview] = {}
         for number, (batch_number, start, end) in enumerate(zip(run_batches, run_starts, run_ends)):
             plaintext = kept.get(batch_number)
@@ -280,13 +288,17 @@ def write_component(
                 plaintext = kept[batch_number] = memoryview(fetcher.next(batch_number))
             if end > len(plaintext):
                 raise IntegrityError(f"{what}: a batch is shorter than its index says")
-            buffer += plaintext[start:end]
+            while start < end:  # a run longer than the room left continues in the next buffer
+                take = min(end - start, WRITE_BUFFER - filled)
+                buffer[filled : filled + take] = plaintext[start : start + take]
+                filled += take
+                start += take
+                if filled == WRITE_BUFFER:
+                    writer.put(buffer, filled)
+                    buffer, filled = writer.buffer(), 0
             if last_use[batch_number] == number:
                 del kept[batch_number]
-            if len(buffer) >= WRITE_BUFFER:
-                writer.put(buffer)
-                buffer = bytearray()
-        writer.put(buffer)
+        writer.put(buffer, filled)
         total = writer.finish()
         os.fsync(fd)
     except BaseException:
@@ -301,50 +313,106 @@ def write_component(
 
 
 class _Writer:
-    """Hashes and writes buffers in order in a thread of its own, so that writing the output
-    overlaps fetching and decompressing the next batches (both release the GIL)."""
+    """Hashes buffers in order in a thread of its own and writes them at their offsets with
+    :data:`WRITE_THREADS` threads, so that writing the output overlaps fetching and decompressing
+    the next batches (hashing, writing, reading, decryption and zstd release the GIL).
+
+    Filling pages of the page cache costs more system time than any other step of a restore,
+    so it is spread over threads (``pwrite`` at distinct offsets). Buffers are reused: at most
+    :data:`WRITE_QUEUE` + :data:`WRITE_THREADS` + 1 exist, which bounds memory and keeps them
+    out of freshly mapped pages.
+    """
 
     def __init__(self, fd: int, hasher: Any) -> None:
         self.fd = fd
         self.hasher = hasher
+        self.offset = 0
         self.written = 0
         self.error: BaseException | None = None
-        self.queue: queue.Queue[bytearray | None] = queue.Queue(maxsize=WRITE_QUEUE)
-        self.thread = threading.Thread(target=self._run, name="restore writer", daemon=True)
+        self.lock = threading.Lock()
+        self.free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self.buffers = 0
+        self.queue: queue.Queue[tuple[bytearray, int] | None] = queue.Queue(maxsize=WRITE_QUEUE)
+        self.writes = ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="strongroom-restore-write")
+        self.pending: collections.deque[Future[None]] = collections.deque()
+        self.thread = threading.Thread(target=self._run, name="restore hasher", daemon=True)
         self.thread.start()
 
-    def _run(self) -> None:
-        while (buffer := self.queue.get()) is not None:
-            if self.error is not None:
-                continue
-            try:
-                self.hasher.update(buffer)
-                view = memoryview(buffer)
-                while view:
-                    view = view[os.write(self.fd, view) :]
-                self.written += len(buffer)
-            except BaseException as error:  # handed to the caller's thread by finish()
-                self.error = error
-
-    def put(self, buffer: bytearray) -> None:
-        """Queue ``buffer`` (no longer touched by the caller) to be hashed and written.
-        Raises what writing raised so far (OSError)."""
+    def buffer(self) -> bytearray:
+        """A buffer of :data:`WRITE_BUFFER` bytes to fill: a reused one, or a new one while fewer
+        than the bound exist. Raises what writing raised so far (OSError)."""
         if self.error is not None:
             raise self.error
-        if buffer:
-            self.queue.put(buffer)
+        if self.buffers < WRITE_QUEUE + WRITE_THREADS + 1:
+            try:
+                return self.free.get_nowait()
+            except queue.Empty:
+                self.buffers += 1
+                return bytearray(WRITE_BUFFER)
+        return self.free.get()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            buffer, length = item
+            if self.error is not None:
+                self.free.put(buffer)
+                continue
+            try:
+                with memoryview(buffer) as view:
+                    self.hasher.update(view[:length])
+                self.pending.append(self.writes.submit(self._write, buffer, length, self.offset))
+                self.offset += length
+                while self.pending and self.pending[0].done():
+                    self.pending.popleft().result()
+            except BaseException as error:  # handed to the caller's thread by finish()
+                self.error = error
+                self.free.put(buffer)
+
+    def _write(self, buffer: bytearray, length: int, offset: int) -> None:
+        """Write ``buffer[:length]`` at ``offset``, then hand the buffer back for reuse."""
+        try:
+            with memoryview(buffer) as whole:
+                view = whole[:length]
+                while view:
+                    count = os.pwrite(self.fd, view, offset)
+                    offset += count
+                    view = view[count:]
+                view.release()
+            with self.lock:
+                self.written += length
+        except BaseException as error:
+            self.error = self.error or error
+            raise
+        finally:
+            self.free.put(buffer)
+
+    def put(self, buffer: bytearray, length: int) -> None:
+        """Queue the first ``length`` bytes of ``buffer`` (no longer touched by the caller) to be
+        hashed and written after those queued before. Raises what writing raised so far (OSError)."""
+        if self.error is not None:
+            raise self.error
+        if length:
+            self.queue.put((buffer, length))
+        else:
+            self.free.put(buffer)
+
+    def _drain(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self.writes.shutdown(wait=True)
 
     def finish(self) -> int:
         """Wait for every queued buffer; return the bytes written. Raises what writing raised (OSError)."""
-        self.queue.put(None)
-        self.thread.join()
+        self._drain()
+        for future in self.pending:
+            future.result()
+        self.pending.clear()
         if self.error is not None:
             raise self.error
         return self.written
 
     def abandon(self) -> None:
-        """Stop the thread after what it holds (on an error in the caller's thread)."""
+        """Stop the threads after what they hold (on an error in the caller's thread)."""
         if self.thread.is_alive():
             self.error = self.error or UsageError("restore abandoned")
-            self.queue.put(None)
-            self.thread.join()
+            self._drain()
