@@ -100,7 +100,9 @@ def test_removal_in_two_phases(setup: Setup, tmp_path: Path) -> None:
         expected[_backup(setup, day)] = day
     # A killed backup's leftovers: a pack and index no snapshot references.
     with setup.writer().begin_snapshot() as writer:
-        writer.add_record_stream("database.sql", io.BytesIO(b"".join(synthetic_dump(200, seed=77))))
+        # rows only (no header or footer line the snapshots hold): a run looks for rows around
+        # their place, so a line it finds elsewhere may be stored again and hold the pack alive
+        writer.add_record_stream("database.sql", io.BytesIO(b"".join(synthetic_dump(200, seed=77)[2:-1])))
         writer.packer.flush()
         writer.abort()
     leftover_packs = _objects(setup)["data"] - {p for n in expected for p in _packs_of(setup, n)}
@@ -142,7 +144,7 @@ def test_grace_period_keeps_marked_data(setup: Setup) -> None:
     for day in range(2):
         _backup(setup, day)
     with setup.writer().begin_snapshot() as writer:
-        writer.add_record_stream("database.sql", io.BytesIO(b"".join(synthetic_dump(100, seed=5))))
+        writer.add_record_stream("database.sql", io.BytesIO(b"".join(synthetic_dump(100, seed=5)[2:-1])))
         writer.packer.flush()
         writer.abort()
     _, first = _prune(setup, Policy(last=1), grace=3600)

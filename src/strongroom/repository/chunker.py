@@ -14,7 +14,9 @@ table seeded from the id key, so the cut points do not reveal content either.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -25,6 +27,36 @@ READ_SIZE = 4 << 20
 CDC_AVERAGE = 1 << 20
 CDC_MINIMUM = 256 << 10
 CDC_MAXIMUM = 4 << 20
+
+
+def _split_block(data: memoryview, filled: int, max_record: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The records of ``data[:filled]`` as (starts, ends) and the bytes they consume; the
+    rest (an unfinished line, at most ``max_record`` bytes) is carried into the next block."""
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8, count=filled) == 10).astype(np.int64) + 1
+    starts = np.empty_like(ends)
+    if len(ends):
+        starts[0] = 0
+        starts[1:] = ends[:-1]
+    consumed = int(ends[-1]) if len(ends) else 0
+    if len(ends) and int((ends - starts).max()) > max_record:
+        starts, ends = _cut_long(starts, ends, max_record)
+    if filled - consumed > max_record:
+        # an unfinished line longer than a record: store its first pieces now
+        pieces = (filled - consumed - 1) // max_record
+        piece_starts = consumed + max_record * np.arange(pieces, dtype=np.int64)
+        starts = np.concatenate((starts, piece_starts))
+        ends = np.concatenate((ends, piece_starts + max_record))
+        consumed += pieces * max_record
+    return starts, ends, consumed
+
+
+def _read_into(stream: BinaryIO, room: memoryview) -> int:
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        return int(readinto(room) or 0)
+    block = stream.read(len(room))
+    room[: len(block)] = block
+    return len(block)
 
 
 def record_spans(
@@ -40,36 +72,15 @@ def record_spans(
     vectorised; no record is copied. Raises what ``stream.read`` raises.
     """
     buffer = bytearray(read_size + max_record + 1)
-    readinto = getattr(stream, "readinto", None)
     carried = 0
     while True:
-        room = memoryview(buffer)[carried : carried + read_size]
-        if readinto is not None:
-            got = readinto(room) or 0
-        else:
-            block = stream.read(read_size)
-            got = len(block)
-            room[:got] = block
-        room.release()
+        with memoryview(buffer)[carried : carried + read_size] as room:
+            got = _read_into(stream, room)
         if not got:
             break
         filled = carried + got
         data = memoryview(buffer)[:filled]
-        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10).astype(np.int64) + 1
-        starts = np.empty_like(ends)
-        if len(ends):
-            starts[0] = 0
-            starts[1:] = ends[:-1]
-        consumed = int(ends[-1]) if len(ends) else 0
-        if len(ends) and int((ends - starts).max()) > max_record:
-            starts, ends = _cut_long(starts, ends, max_record)
-        if filled - consumed > max_record:
-            # an unfinished line longer than a record: store its first pieces now
-            pieces = (filled - consumed - 1) // max_record
-            piece_starts = consumed + max_record * np.arange(pieces, dtype=np.int64)
-            starts = np.concatenate((starts, piece_starts))
-            ends = np.concatenate((ends, piece_starts + max_record))
-            consumed += pieces * max_record
+        starts, ends, consumed = _split_block(data, filled, max_record)
         if len(starts):
             yield data, starts, ends
         del data
@@ -77,6 +88,89 @@ def record_spans(
         buffer[:carried] = buffer[consumed:filled]
     if carried:
         yield memoryview(buffer)[:carried], np.zeros(1, dtype=np.int64), np.full(1, carried, dtype=np.int64)
+
+
+_END = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def record_spans_ahead(
+    stream: BinaryIO,
+    *,
+    on_block: Callable[[memoryview], object] | None = None,
+    read_size: int = READ_SIZE,
+    max_record: int = MAX_RECORD,
+    buffers: int = 3,
+) -> Iterator[tuple[memoryview, np.ndarray, np.ndarray]]:
+    """As :func:`record_spans`, but a thread reads the next blocks and finds their records
+    while the caller works on this one (reading, ``numpy``'s search and ``on_block``
+    release the GIL, so this runs on another core).
+
+    ``on_block(view)`` is called in that thread with each block's record bytes, in
+    stream order (a content hash). ``data`` stays valid until the next item is asked
+    for. Raises what reading the stream or ``on_block`` raised, in the caller's thread.
+    """
+    free: queue.Queue[bytearray | None] = queue.Queue()
+    for _ in range(buffers):
+        free.put(bytearray(read_size + max_record + 1))
+    ready: queue.Queue[object] = queue.Queue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            carried = b""
+            while not stop.is_set():
+                buffer = free.get()
+                if buffer is None or stop.is_set():
+                    return
+                buffer[: len(carried)] = carried
+                with memoryview(buffer)[len(carried) : len(carried) + read_size] as room:
+                    got = _read_into(stream, room)
+                if not got:
+                    if carried:
+                        if on_block is not None:
+                            on_block(memoryview(buffer)[: len(carried)])
+                        ready.put((buffer, len(carried), np.zeros(1, dtype=np.int64), np.full(1, len(carried), dtype=np.int64)))
+                    ready.put(_END)
+                    return
+                filled = len(carried) + got
+                data = memoryview(buffer)[:filled]
+                starts, ends, consumed = _split_block(data, filled, max_record)
+                carried = bytes(data[consumed:filled])
+                if len(starts):
+                    if on_block is not None:
+                        on_block(data[:consumed])
+                    ready.put((buffer, filled, starts, ends))
+                else:
+                    free.put(buffer)
+                data.release()
+        except BaseException as error:  # handed to the caller's thread
+            ready.put(_Failure(error))
+
+    thread = threading.Thread(target=produce, name="strongroom-read", daemon=True)
+    thread.start()
+    held: bytearray | None = None
+    try:
+        while True:
+            if held is not None:
+                free.put(held)  # the caller is done with the previous block
+                held = None
+            item = ready.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            buffer, filled, starts, ends = item  # type: ignore[misc]
+            held = buffer
+            yield memoryview(buffer)[:filled], starts, ends
+    finally:
+        stop.set()
+        free.put(None)
+        thread.join(timeout=10)
 
 
 def _cut_long(starts: np.ndarray, ends: np.ndarray, max_record: int) -> tuple[np.ndarray, np.ndarray]:

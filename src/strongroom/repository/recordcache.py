@@ -2,7 +2,7 @@
 
 A day's dump is mostly the day before's rows in the same order. Hashing each of
 its millions of rows again costs more than everything else a backup does, so the
-writer also cuts each block of records into *groups* of about 16 consecutive
+writer also cuts each block of records into *groups* of about 32 consecutive
 records, at records chosen by their content (so a changed row moves no cut
 elsewhere), and keys each group by a keyed hash of its bytes. The cache of a
 record stream holds, for the snapshot that stored it:
@@ -11,7 +11,7 @@ record stream holds, for the snapshot that stored it:
 - a table of its groups: keyed group hash, position of the group's first record in
   the list, number of records; sorted by hash.
 
-The next backup hashes each group (one call for ~16 records, at memory speed) and
+The next backup hashes each group (one call for ~32 records) and
 looks it up: a group seen before is the same bytes, cut into the same records, so
 its ids are the cached ones and its records are copies of the previous list; only
 the records of unseen groups are hashed one by one and looked up among the previous
@@ -52,8 +52,9 @@ _READ = 8 << 20
 
 # Group cuts: after a record whose sampled bytes fall in one of GROUP_SPREAD buckets, and
 # at least every MAX_GROUP records (a cut forced by position, only where content gives none).
-GROUP_SPREAD = 16
-MAX_GROUP = 64
+GROUP_SPREAD = 32
+MAX_GROUP = 128
+_SPREAD_BITS = GROUP_SPREAD.bit_length() - 1
 _MIX_1 = np.uint64(0x9E3779B97F4A7C15)
 _MIX_2 = np.uint64(0xC2B2AE3D27D4EB4F)
 _MIX_3 = np.uint64(0x165667B19E3779F9)
@@ -89,7 +90,7 @@ def group_ends(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndar
     b = raw[np.minimum(second[:, None] + _SAMPLE, last_byte)].view("<u8").ravel()
     mixed = (a * _MIX_1) ^ (b * _MIX_2)
     mixed ^= mixed >> np.uint64(29)
-    cut = ((mixed * _MIX_3) >> np.uint64(60)) == 0
+    cut = ((mixed * _MIX_3) >> np.uint64(64 - _SPREAD_BITS)) == 0
     cut &= raw[ends - 1] == 10
     cut[-1] = True
     cuts = np.flatnonzero(cut) + 1

@@ -49,7 +49,7 @@ from strongroom.errors import (
     UsageError,
 )
 from strongroom.repository import idlist
-from strongroom.repository.chunker import ContentChunker, record_spans
+from strongroom.repository.chunker import ContentChunker, record_spans_ahead
 from strongroom.repository.format import (
     CONFIG_MAGIC,
     CONFIG_SIGNATURE_DOMAIN,
@@ -606,7 +606,7 @@ class Repository:
         # The id list is handed over without a reference kept here, so the restore can free it early.
         size = write_component(
             self, index, self.component_ids(component), target,
-            what=f"{component_name} of snapshot {snapshot.header.short_id}", hasher=hasher,
+            what=f"{component_name} of snapshot {snapshot.header.short_id}", hasher=hasher, size=int(component["size"]),
         )
         if size != int(component["size"]):
             raise IntegrityError(f"{component_name} restored to {size} bytes, the snapshot says {component['size']}")
@@ -840,10 +840,9 @@ class SnapshotWriter:
             builder = idlist.ListBuilder()
             copy_id_hasher = blake3.blake3(key=self._chunk_key).copy
             size = new_chunks = new_bytes = 0
-            for data, starts, ends in record_spans(stream):
+            for data, starts, ends in record_spans_ahead(stream, on_block=hasher.update):
                 view = memoryview(data)
                 raw = np.frombuffer(data, dtype=np.uint8)
-                hasher.update(view[: int(ends[-1])])
                 counter.feed_spans(data, starts, ends)
                 size += int(ends[-1])
                 cuts = group_ends(raw, starts, ends)
