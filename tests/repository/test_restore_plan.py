@@ -229,3 +229,27 @@ def test_sort_order_with_ids_sharing_their_first_bits() -> None:
     high[5000:5100] = high[4900:5000]  # equal highs, lows in any order
     high[6000:6100], low[6000:6100] = high[7000:7100], low[7000:7100]  # exact duplicates
     assert np.array_equal(sort_order(high, low), np.lexsort((low, high)))
+
+
+@pytest.mark.parametrize("size_given", ["right", "larger", "smaller", "none"])
+def test_prepared_pages_never_change_the_output(setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size_given: str) -> None:
+    """The zeros written ahead of the records (small pieces, many of them) never overwrite a record,
+    and the file ends as long as what was written, whatever size the caller gave."""
+    from strongroom.repository.repository import content_hasher
+
+    lines = _three_days(setup)
+    expected = b"".join(lines)
+    monkeypatch.setattr(restore, "WRITE_BUFFER", 4096)
+    monkeypatch.setattr(restore, "PREFILL_PIECE", 1000)
+    monkeypatch.setattr(restore, "PREFILL_AHEAD", 20_000)
+    reader = setup.reader()
+    ids = reader.component_ids(reader.load_snapshot("latest").component("database.sql"))
+    size = {"right": len(expected), "larger": len(expected) + 123_457, "smaller": len(expected) // 3, "none": None}[size_given]
+    hasher = content_hasher(reader.id_key)
+    target = tmp_path / "out.sql"
+    written = restore.write_component(reader, None, ids, target, what="test", hasher=hasher, size=size)
+    assert written == len(expected)
+    assert target.read_bytes() == expected
+    reference = content_hasher(reader.id_key)
+    reference.update(expected)
+    assert hasher.hexdigest() == reference.hexdigest()

@@ -19,7 +19,9 @@ held. Memory: about 40 bytes a listed record, plus the batches kept.
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
+import sys
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,7 +38,7 @@ from strongroom.repository.keys import unseal
 from strongroom.storage.backend import Handle, ObjectType
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from strongroom.repository.repository import Repository
 
@@ -45,6 +47,8 @@ WRITE_QUEUE = 2  # buffers waiting for the hasher thread
 WRITE_THREADS = 2  # threads writing buffers into the output file
 PREFETCH = 6  # batches (about 1 MiB of plaintext each) fetched ahead
 FETCH_THREADS = 2
+PREFILL_PIECE = 4 << 20  # zeros written at a time ahead of the records
+PREFILL_AHEAD = 1 << 30  # at most this far ahead of the records written
 LOCATE_PIECE = 1 << 18  # index entries searched at a time (bounds the temporary arrays)
 _EMPTY = np.empty(0, np.uint64)
 
@@ -250,33 +254,51 @@ def _runs(locations: RecordLocations) -> tuple[list[int], list[int], list[int]]:
 
 
 def write_component(
-    repository: Repository, index: RepositoryIndex | None, ids: bytes | bytearray, target: Path, *, what: str, hasher: Any
+    repository: Repository,
+    index: RepositoryIndex | None,
+    ids: bytes | bytearray,
+    target: Path,
+    *,
+    what: str,
+    hasher: Any,
+    size: int | None = None,
 ) -> int:
     """Write the records ``ids`` into a new file ``target`` (mode 0600), updating ``hasher`` with
     its content in order; return its size. Without ``index`` the ids are located reading the
-    index objects one at a time.
+    index objects one at a time. ``size``, the size the snapshot gives, lets the file's pages be
+    prepared while the records are located (see :class:`_Prefill`); the file always ends up
+    exactly as long as what was written.
 
     Raises UsageError when ``target`` exists, IntegrityError, IdentityError, StorageError.
     """
-    if index is None:
-        high, low = split_ids(np.frombuffer(ids, "S16"))
-        del ids  # the caller passes the list without keeping it: 16 bytes a record freed here
-        locations = _locate_halves(repository.iter_index_objects(), high, low, what)
-        del high, low
-    else:
-        locations = locate_in_index(index, ids, what)
-        del ids
-    run_batches, run_starts, run_ends = _runs(locations)
-    found_index = locations.index
-    del locations
-    last_use: dict[int, int] = {}
-    for number, batch_number in enumerate(run_batches):
-        last_use[batch_number] = number
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise UsageError(f"{target} already exists: restore never overwrites", hint="name an empty folder") from None
-    writer = _Writer(fd, hasher)
+    prefill = _Prefill(fd, size)
+    try:
+        if index is None:
+            high, low = split_ids(np.frombuffer(ids, "S16"))
+            del ids  # the caller passes the list without keeping it: 16 bytes a record freed here
+            locations = _locate_halves(repository.iter_index_objects(), high, low, what)
+            del high, low
+        else:
+            locations = locate_in_index(index, ids, what)
+            del ids
+        run_batches, run_starts, run_ends = _runs(locations)
+        found_index = locations.index
+        if size is None:
+            prefill.start(int(locations.length.sum(dtype=np.int64)))
+        del locations
+    except BaseException:
+        prefill.stop()
+        os.close(fd)
+        target.unlink(missing_ok=True)
+        raise
+    last_use: dict[int, int] = {}
+    for number, batch_number in enumerate(run_batches):
+        last_use[batch_number] = number
+    writer = _Writer(fd, hasher, prefill)
     fetcher = _Prefetcher(repository, found_index, list(dict.fromkeys(run_batches)))
     try:
         buffer = writer.buffer()
@@ -300,10 +322,13 @@ def write_component(
                 del kept[batch_number]
         writer.put(buffer, filled)
         total = writer.finish()
+        prefill.stop()
+        os.ftruncate(fd, total)  # zeros prepared past the end (a wrong size given) go
         os.fsync(fd)
     except BaseException:
         fetcher.close()
         writer.abandon()
+        prefill.stop()
         os.close(fd)
         target.unlink(missing_ok=True)
         raise
@@ -323,9 +348,10 @@ class _Writer:
     out of freshly mapped pages.
     """
 
-    def __init__(self, fd: int, hasher: Any) -> None:
+    def __init__(self, fd: int, hasher: Any, prefill: _Prefill) -> None:
         self.fd = fd
         self.hasher = hasher
+        self.prefill = prefill
         self.offset = 0
         self.written = 0
         self.error: BaseException | None = None
@@ -360,6 +386,7 @@ class _Writer:
             try:
                 with memoryview(buffer) as view:
                     self.hasher.update(view[:length])
+                self.prefill.claim(self.offset + length)
                 self.pending.append(self.writes.submit(self._write, buffer, length, self.offset))
                 self.offset += length
                 while self.pending and self.pending[0].done():
@@ -378,6 +405,7 @@ class _Writer:
                     offset += count
                     view = view[count:]
                 view.release()
+            _start_writeback(self.fd, offset - length, length)
             with self.lock:
                 self.written += length
         except BaseException as error:
@@ -416,3 +444,101 @@ class _Writer:
         if self.thread.is_alive():
             self.error = self.error or UsageError("restore abandoned")
             self._drain()
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """Linux's ``sync_file_range`` from the C library, or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+_SYNC_FILE_RANGE = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing ``length`` bytes at ``offset`` to the disk now, without
+    waiting (``sync_file_range(SYNC_FILE_RANGE_WRITE)``), so that the final ``fsync`` finds
+    little left to do. Only a hint: failures are ignored, the ``fsync`` still decides."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+class _Prefill:
+    """Writes zeros into the output file ahead of the records, in a thread of its own, from the
+    start of the restore, so that the page cache holds the file's pages before they are written.
+
+    Giving a file fresh pages of the page cache is the largest system cost of a restore (about
+    1.7 s of 2.9 s of system time for a 1.2 GB dump on a virtual machine whose memory is mapped on
+    first use), and it is serial in the writing threads. Done while the list is located (one
+    busy core), the records then overwrite cached pages (1.2 GB in about 0.15 s). The zeros never
+    land where records were written: the writer claims each range before writing it, which
+    waits for a zero write in flight there, and the prefill only writes beyond the claimed
+    front, at most :data:`PREFILL_AHEAD` bytes ahead of it (bounding dirty zero pages on a large
+    restore). Nothing is done without a size.
+    """
+
+    def __init__(self, fd: int, size: int | None) -> None:
+        self.fd = fd
+        self.condition = threading.Condition()
+        self.claimed = 0  # the writer's front: every byte below it is the writer's
+        self.busy: tuple[int, int] | None = None  # the range being zeroed
+        self.stopped = False
+        self.thread: threading.Thread | None = None
+        if size:
+            self.start(size)
+
+    def start(self, size: int) -> None:
+        """Begin zeroing the first ``size`` bytes (once)."""
+        if self.thread is None and size > 0 and not self.stopped:
+            self.thread = threading.Thread(target=self._run, args=(size,), name="restore prefill", daemon=True)
+            self.thread.start()
+
+    def _run(self, size: int) -> None:
+        zeros = bytes(PREFILL_PIECE)
+        position = 0
+        try:
+            while True:
+                with self.condition:
+                    position = max(position, self.claimed)
+                    while not self.stopped and position < size and position >= self.claimed + PREFILL_AHEAD:
+                        self.condition.wait()
+                        position = max(position, self.claimed)
+                    if self.stopped or position >= size:
+                        return
+                    end = min(size, position + PREFILL_PIECE)
+                    self.busy = (position, end)
+                os.pwrite(self.fd, memoryview(zeros)[: end - position], position)
+                with self.condition:
+                    self.busy = None
+                    self.condition.notify_all()
+                position = end
+        except OSError:
+            return  # only a preparation: the writer reports its own errors
+        finally:
+            with self.condition:
+                self.busy = None
+                self.condition.notify_all()
+
+    def claim(self, end: int) -> None:
+        """Make every byte below ``end`` the writer's: wait while zeros are written there."""
+        with self.condition:
+            while self.busy is not None and self.busy[0] < end:
+                self.condition.wait()
+            self.claimed = max(self.claimed, end)
+            self.condition.notify_all()
+
+    def stop(self) -> None:
+        """Stop zeroing and wait for the thread."""
+        with self.condition:
+            self.stopped = True
+            self.condition.notify_all()
+        if self.thread is not None:
+            self.thread.join()
