@@ -216,7 +216,8 @@ def sorted_entries(parts: list[np.ndarray]) -> np.ndarray:
     high, low = split_ids(entries["id"])
     if ascending(high, low):
         return entries
-    return entries[sort_order(high, low)]
+    ordered: np.ndarray = entries[sort_order(high, low)]
+    return ordered
 
 
 def ascending(high: np.ndarray, low: np.ndarray) -> bool:
