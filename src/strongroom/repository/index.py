@@ -147,6 +147,14 @@ def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return halves[:, 0].astype(np.uint64), halves[:, 1].astype(np.uint64)
 
 
+def entry_id_halves(entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of a contiguous entry table (or a slice of one) as two native uint64 arrays, as
+    :func:`split_ids` gives them, read in place (no copy of the ids)."""
+    table = np.ascontiguousarray(entries, dtype=ENTRY_DTYPE)
+    pairs = table.view(_ID_HALVES)
+    return pairs["high"].astype(np.uint64), pairs["low"].astype(np.uint64)
+
+
 def _is_entry_id_column(ids: np.ndarray) -> bool:
     """Whether ``ids`` is exactly the "id" column of a whole contiguous entry table (``entries["id"]``)."""
     base = ids.base

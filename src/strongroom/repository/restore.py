@@ -33,7 +33,7 @@ import numpy as np
 
 from strongroom.errors import IntegrityError, UsageError
 from strongroom.repository.format import BATCH_DTYPE, PACK_HEADER_SIZE, batch_associated_data, decompress, parse_pack_header
-from strongroom.repository.index import IndexObject, RepositoryIndex, SortedIds, ascending, sort_order, split_ids
+from strongroom.repository.index import IndexObject, RepositoryIndex, SortedIds, ascending, entry_id_halves, sort_order, split_ids
 from strongroom.repository.keys import unseal
 from strongroom.storage.backend import Handle, ObjectType
 
@@ -50,7 +50,6 @@ FETCH_THREADS = 2
 PREFILL_PIECE = 4 << 20  # zeros written at a time ahead of the records
 PREFILL_AHEAD = 1 << 30  # at most this far ahead of the records written
 LOCATE_PIECE = 1 << 18  # index entries searched at a time (bounds the temporary arrays)
-_EMPTY = np.empty(0, np.uint64)
 
 
 @dataclass
@@ -89,9 +88,9 @@ def locate_streaming(
     index objects one at a time, :data:`LOCATE_PIECE` entries at a time (none is kept).
 
     The result is aligned with ``listed`` (sorted order), or, given ``places`` (where each
-    sorted id is in the list), with the list. Index objects whose entries are sorted by id
-    (written so since the format said so) are merged with the sorted ids; others are
-    searched. The first index object naming an id gives its location. Raises
+    sorted id is in the list), with the list. A piece of entries in ascending id order (index
+    objects are written sorted) is merged with the sorted ids; others (objects of earlier
+    versions, in write order) are searched through the ids' bucket table. The first index object naming an id gives its location. Raises
     IntegrityError when an id is missing, and whatever ``objects`` raises.
     """
     count = len(listed)
@@ -103,12 +102,9 @@ def locate_streaming(
     batch_base = 0
     for _, obj in objects:
         entries = obj.entries
-        if count and len(entries):
-            high, low = split_ids(entries["id"])  # the whole table's id column, read in place
-            in_order = ascending(high, low)
         for piece_start in range(0, len(entries) if count else 0, LOCATE_PIECE):
-            piece = slice(piece_start, piece_start + LOCATE_PIECE)
-            rows, found = listed.find(high[piece], low[piece], ascending=in_order)
+            high, low = entry_id_halves(entries[piece_start : piece_start + LOCATE_PIECE])
+            rows, found = listed.find(high, low, ascending=ascending(high, low))
             take = np.flatnonzero(found)
             targets = rows[take] if places is None else places[rows[take]]
             first = batch[targets] < 0
@@ -116,7 +112,6 @@ def locate_streaming(
             batch[targets] = entries["batch"][take].astype(np.int64) + batch_base
             source[targets] = entries["offset"][take]
             length[targets] = entries["length"][take]
-        high = low = _EMPTY
         mapping = np.array([pack_numbers.setdefault(p, len(pack_numbers)) for p in obj.packs], dtype="<u4")
         batches = obj.batches.copy()
         if len(batches):
