@@ -29,10 +29,18 @@ CDC_MINIMUM = 256 << 10
 CDC_MAXIMUM = 4 << 20
 
 
-def _split_block(data: memoryview, filled: int, max_record: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _split_block(
+    data: memoryview, filled: int, max_record: int, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
     """The records of ``data[:filled]`` as (starts, ends) and the bytes they consume; the
-    rest (an unfinished line, at most ``max_record`` bytes) is carried into the next block."""
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8, count=filled) == 10).astype(np.int64) + 1
+    rest (an unfinished line, at most ``max_record`` bytes) is carried into the next block.
+    ``mask``: a reusable boolean array of at least ``filled`` items (no new 4 MiB array a block)."""
+    raw = np.frombuffer(data, dtype=np.uint8, count=filled)
+    if mask is None or len(mask) < filled:
+        newlines = raw == 10
+    else:
+        newlines = np.equal(raw, 10, out=mask[:filled])
+    ends = np.flatnonzero(newlines).astype(np.int64) + 1
     starts = np.empty_like(ends)
     if len(ends):
         starts[0] = 0
@@ -121,6 +129,7 @@ def record_spans_ahead(
     stop = threading.Event()
 
     def produce() -> None:
+        mask = np.empty(read_size + max_record + 1, dtype=bool)
         try:
             carried = b""
             while not stop.is_set():
@@ -139,7 +148,7 @@ def record_spans_ahead(
                     return
                 filled = len(carried) + got
                 data = memoryview(buffer)[:filled]
-                starts, ends, consumed = _split_block(data, filled, max_record)
+                starts, ends, consumed = _split_block(data, filled, max_record, mask)
                 carried = bytes(data[consumed:filled])
                 if len(starts):
                     if on_block is not None:
@@ -164,9 +173,9 @@ def record_spans_ahead(
                 return
             if isinstance(item, _Failure):
                 raise item.error
-            buffer, filled, starts, ends = item  # type: ignore[misc]
-            held = buffer
-            yield memoryview(buffer)[:filled], starts, ends
+            block: tuple[bytearray, int, np.ndarray, np.ndarray] = item  # type: ignore[assignment]
+            held = block[0]
+            yield memoryview(block[0])[: block[1]], block[2], block[3]
     finally:
         stop.set()
         free.put(None)

@@ -22,7 +22,7 @@ import json
 import os
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -102,57 +102,145 @@ def check_version(version: int, what: str) -> None:
         )
 
 
-def compress_parts(parts: Sequence[BytesLike] | list[BytesLike]) -> bytearray:
-    """zstd (level 1) of the concatenation of ``parts``, without concatenating them first.
+class SpooledBytes:
+    """Bytes appended in pieces, kept in memory up to :data:`SPOOL_MEMORY` and in an unnamed
+    temporary file (mode 0600, removed when closed) beyond: a part of a metadata payload too
+    large to hold twice (a first backup's list of millions of ids). Raises OSError."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        self._memory = bytearray()
+        self._file: Any = None
+        self._directory = directory
+        self.nbytes = 0
+
+    def __iadd__(self, data: BytesLike) -> SpooledBytes:
+        with memoryview(data) as view, view.cast("B") as flat:  # type: ignore[arg-type]
+            self.nbytes += flat.nbytes
+            if self._file is None and len(self._memory) + flat.nbytes <= SPOOL_MEMORY:
+                self._memory += flat
+                return self
+            if self._file is None:
+                import tempfile
+
+                self._file = tempfile.TemporaryFile(dir=self._directory)
+                self._file.write(self._memory)
+                self._memory = bytearray()
+            self._file.write(flat)
+        return self
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def pieces(self, size: int = 4 << 20) -> Iterator[bytes | bytearray]:
+        """The bytes, in order, a piece at a time."""
+        if self._file is None:
+            yield self._memory
+            return
+        self._file.flush()
+        self._file.seek(0)
+        while piece := self._file.read(size):
+            yield piece
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._memory = bytearray()
+
+
+SPOOL_MEMORY = 8 << 20
+
+Part = BytesLike | SpooledBytes
+
+
+def compress_parts(parts: Sequence[Part] | list[Part], output: bytearray | None = None) -> bytearray:
+    """zstd (level 1) of the concatenation of ``parts``, without concatenating them first,
+    appended to ``output`` (a new bytearray by default), which is returned.
 
     The frame records its content size, so :func:`decompress` reads it like any other.
     The output grows a slice of input at a time (no list of pieces joined at the end);
     when ``parts`` is a list it is emptied as it is read, so that a caller that keeps no
-    other reference has each part freed once compressed.
+    other reference has each part freed once compressed. A :class:`SpooledBytes` part is
+    read a piece at a time and closed.
     """
     compressor = getattr(_compressors, "compressor", None)
     if compressor is None:
         compressor = _compressors.compressor = zstandard.ZstdCompressor(level=_COMPRESSION_LEVEL)
     size = 0
     for part in parts:
+        if isinstance(part, SpooledBytes):
+            size += part.nbytes
+            continue
         with memoryview(part) as whole:  # type: ignore[arg-type]  # numpy arrays are buffers
             size += whole.nbytes
     stream = compressor.compressobj(size=size)
-    output = bytearray()
+    if output is None:
+        output = bytearray()
     queue = parts if isinstance(parts, list) else list(parts)
     queue.reverse()
     while queue:
-        with memoryview(queue.pop()) as part, part.cast("B") as view:  # type: ignore[arg-type]
-            for start in range(0, len(view), _COMPRESS_SLICE):
-                output += stream.compress(view[start : start + _COMPRESS_SLICE])
+        item = queue.pop()
+        pieces = item.pieces() if isinstance(item, SpooledBytes) else (item,)
+        for piece in pieces:
+            with memoryview(piece) as part, part.cast("B") as view:  # type: ignore[arg-type]
+                for start in range(0, len(view), _COMPRESS_SLICE):
+                    output += stream.compress(view[start : start + _COMPRESS_SLICE])
+        if isinstance(item, SpooledBytes):
+            item.close()
+        del item, pieces
     output += stream.flush()
     return output
 
 
-def seal_metadata(magic: bytes, metadata_key: bytes, payload: BytesLike | Sequence[BytesLike]) -> bytes:
+_in_place: bool | None = None
+
+
+def _encrypts_in_place() -> bool:
+    """Whether this ``cryptography`` encrypts correctly when its output buffer is its input
+    (OpenSSL allows exactly that overlap); probed once against a normal encryption."""
+    global _in_place
+    if _in_place is None:
+        key, nonce, data = os.urandom(32), os.urandom(NONCE_SIZE), os.urandom(4099)
+        expected = ChaCha20Poly1305(key).encrypt(nonce, data, b"probe")
+        buffer = bytearray(data) + bytearray(TAG_SIZE)
+        try:
+            with memoryview(buffer) as view:
+                ChaCha20Poly1305(key).encrypt_into(nonce, view[: len(data)], b"probe", view)
+            _in_place = bytes(buffer) == expected
+        except (ValueError, TypeError, BufferError):
+            _in_place = False
+    return _in_place
+
+
+def seal_metadata(magic: bytes, metadata_key: bytes, payload: Part | Sequence[Part]) -> bytearray:
     """The stored bytes of a metadata object (index or list) holding ``payload`` (or its parts, concatenated).
 
-    A list of parts is emptied as it is compressed (see :func:`compress_parts`); the
-    result is encrypted straight into place: at most two copies of the payload are
-    held together.
+    A list of parts is emptied as it is compressed (see :func:`compress_parts`). The
+    payload is compressed straight into the object's buffer and encrypted there, so a
+    large object is held once (twice where in-place encryption is unavailable).
     """
     prefix = magic + bytes([FORMAT_VERSION])
-    parts: list[BytesLike]
+    parts: list[Part]
     if isinstance(payload, list):
         parts = payload
     elif isinstance(payload, tuple):
         parts = list(payload)
     else:
         parts = [payload]  # type: ignore[list-item]  # a single bytes-like payload
-    compressed = compress_parts(parts)
     nonce = os.urandom(NONCE_SIZE)
-    stored = bytearray(len(prefix) + NONCE_SIZE + len(compressed) + TAG_SIZE)
-    stored[: len(prefix)] = prefix
-    stored[len(prefix) : len(prefix) + NONCE_SIZE] = nonce
-    with memoryview(stored) as view:
-        ChaCha20Poly1305(metadata_key).encrypt_into(nonce, compressed, prefix, view[len(prefix) + NONCE_SIZE :])
-    del compressed
-    return bytes(stored)  # a copy made once the compressed payload is freed: the peak is unchanged
+    offset = len(prefix) + NONCE_SIZE
+    stored = compress_parts(parts, bytearray(prefix + nonce))
+    length = len(stored) - offset
+    if _encrypts_in_place():
+        stored += bytes(TAG_SIZE)
+        with memoryview(stored) as view:
+            ChaCha20Poly1305(metadata_key).encrypt_into(nonce, view[offset : offset + length], prefix, view[offset:])
+        return stored
+    sealed = bytearray(offset + length + TAG_SIZE)
+    sealed[:offset] = stored[:offset]
+    with memoryview(stored) as source, memoryview(sealed) as view:
+        ChaCha20Poly1305(metadata_key).encrypt_into(nonce, source[offset:], prefix, view[offset:])
+    return sealed
 
 
 def open_metadata(magic: bytes, metadata_key: bytes, stored: bytes, what: str) -> bytes:

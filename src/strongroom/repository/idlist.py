@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from strongroom.errors import IntegrityError
+from strongroom.repository.format import SpooledBytes
 from strongroom.repository.keys import ID_SIZE
 
 MAX_DEPTH = 30
@@ -89,9 +90,10 @@ class ListBuilder:
     not once per record.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spool_directory: str | None = None) -> None:
         self.count = 0
-        self.literals = bytearray()
+        # a first backup's literals are every id (64 MB for 4 M records): spooled to a file
+        self.literals = SpooledBytes(spool_directory)
         self._operations: list[np.ndarray] = []
         self._open_start = 0  # the open run: LITERAL, or the base position it starts at
         self._open_length = 0  # 0: no open run
@@ -141,15 +143,18 @@ class ListBuilder:
 
 
 def encode(
-    base: str | None, depth: int, count: int, operations: list[int] | np.ndarray, literals: bytes | bytearray
+    base: str | None, depth: int, count: int, operations: list[int] | np.ndarray, literals: bytes | bytearray | SpooledBytes
 ) -> bytes:
     """The payload of a list object. ``operations``: flat (start, count, start, count, ...) or an (n, 2) array."""
-    return b"".join(bytes(part) for part in encode_parts(base, depth, count, operations, literals))
+    return b"".join(
+        b"".join(part.pieces()) if isinstance(part, SpooledBytes) else bytes(part)
+        for part in encode_parts(base, depth, count, operations, literals)
+    )
 
 
 def encode_parts(
-    base: str | None, depth: int, count: int, operations: list[int] | np.ndarray, literals: bytes | bytearray
-) -> list[bytes | bytearray | np.ndarray]:
+    base: str | None, depth: int, count: int, operations: list[int] | np.ndarray, literals: bytes | bytearray | SpooledBytes
+) -> list[bytes | bytearray | np.ndarray | SpooledBytes]:
     """The payload of a list object as parts to concatenate (the literal ids are not copied)."""
     ops = np.ascontiguousarray(operations, dtype="<i8").reshape(-1)
     header = _HEADER.pack(

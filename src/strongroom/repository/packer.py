@@ -231,11 +231,12 @@ class PackWriter:
     def _save_pack(self) -> None:
         if not self._pack_batches:
             return
-        stored = bytes(memoryview(self._pack)[: self._pack_size])
+        # saved from the pack buffer itself (backends do not keep what they are given)
+        with memoryview(self._pack)[: self._pack_size] as stored:
+            name = object_name(stored)
+            self.backend.save(Handle(ObjectType.DATA, name), stored)
+            self.statistics.stored_bytes += len(stored)
         self._pack_size = 0
-        name = object_name(stored)
-        self.backend.save(Handle(ObjectType.DATA, name), stored)
-        self.statistics.stored_bytes += len(stored)
         self.statistics.packs += 1
         pack_number = len(self._saved_packs)
         self._saved_packs.append(name)

@@ -159,7 +159,9 @@ class RecordCache:
         self.list_name = list_name
         self.count = count
         self.groups = groups
-        self._high, self._low = _split(groups["hash"]) if len(groups) else (np.empty(0, np.uint64),) * 2
+        self._high: np.ndarray
+        self._low: np.ndarray
+        self._high, self._low = _split(groups["hash"]) if len(groups) else (np.empty(0, np.uint64), np.empty(0, np.uint64))
 
     @classmethod
     def open(cls, context: CacheContext, list_name: str) -> RecordCache | None:

@@ -837,7 +837,7 @@ class SnapshotWriter:
                 stream_state = None
             hasher = content_hasher(self.writer_key.id_key)
             counter = RowCounter(kind)
-            builder = idlist.ListBuilder()
+            builder = idlist.ListBuilder(str(cache_writer.context.directory) if cache_writer is not None else None)
             copy_id_hasher = blake3.blake3(key=self._chunk_key).copy
             size = new_chunks = new_bytes = 0
             for data, starts, ends in record_spans_ahead(stream, on_block=hasher.update):
@@ -869,10 +869,12 @@ class SnapshotWriter:
                 id_array = np.frombuffer(ids, "S16")
                 new = np.flatnonzero(~found)
                 if len(new):
-                    # a record repeated inside the block is stored once
-                    _, first = np.unique(id_array[new], return_index=True)
-                    new = new[np.sort(first)]
                     new_ids = id_array[new]
+                    if _has_repeats(new_ids):
+                        # a record repeated inside the block is stored once
+                        _, first = np.unique(new_ids, return_index=True)
+                        new = new[np.sort(first)]
+                        new_ids = id_array[new]
                     self.packer.add_records(new_ids.tobytes(), data, starts[new], ends[new])
                     new_chunks += len(new)
                     new_bytes += int((ends[new] - starts[new]).sum())
@@ -1081,6 +1083,16 @@ class SnapshotWriter:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.abort()
+
+
+def _has_repeats(ids: np.ndarray) -> bool:
+    """Whether some id (S16) appears twice (a quick test of the first halves first)."""
+    if len(ids) < 2:
+        return False
+    high = np.sort(np.ascontiguousarray(ids).view(">u8")[::2])
+    if not (high[1:] == high[:-1]).any():
+        return False
+    return len(np.unique(ids)) != len(ids)
 
 
 def _hash_records(copy_hasher: Any, view: memoryview, starts: np.ndarray, ends: np.ndarray) -> bytes:

@@ -118,7 +118,7 @@ class Backend(Protocol):
     def capabilities(self) -> Capabilities:
         """What this backend can do."""
 
-    def save(self, handle: Handle, data: bytes) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Store ``data`` under ``handle`` atomically. Raises StorageError."""
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:

@@ -59,7 +59,7 @@ class LoggingBackend(_Wrapper):
         finally:
             log.debug("%s (%.3f s)", what, time.monotonic() - started)
 
-    def save(self, handle: Handle, data: bytes) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         self._timed(f"save {handle} {len(data)} bytes", lambda: self.inner.save(handle, data))
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
@@ -89,7 +89,7 @@ class LimitedBackend(_Wrapper):
         with self._slots:
             return call()
 
-    def save(self, handle: Handle, data: bytes) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         self._limited(lambda: self.inner.save(handle, data))
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
@@ -145,7 +145,7 @@ class RetryingBackend(_Wrapper):
                 delay *= 2
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def save(self, handle: Handle, data: bytes) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         self._retried(f"saving {handle}", lambda: self.inner.save(handle, data))
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:

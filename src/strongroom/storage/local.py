@@ -68,7 +68,7 @@ class LocalBackend:
             return self.root / handle.type.value / handle.name[:2] / handle.name
         return self.root / handle.type.value / handle.name
 
-    def save(self, handle: Handle, data: bytes) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         path = self._path(handle)
         temporary = path.with_name(f".tmp-{secrets.token_hex(8)}")
         try:

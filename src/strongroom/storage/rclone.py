@@ -119,7 +119,7 @@ class RcloneBackend:
             raise _translate(error, what) from None
         return completed.stdout
 
-    def save(self, handle: Handle, data: bytes) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         self._rclone(["rcat", self._path(handle)], f"saving {handle}", data=bytes(data))
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:

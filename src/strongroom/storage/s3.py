@@ -283,7 +283,7 @@ class S3Backend:
             )
         return True
 
-    def _integrity(self, data: bytes | memoryview) -> dict[str, Any]:
+    def _integrity(self, data: bytes | bytearray | memoryview) -> dict[str, Any]:
         """Checksum parameters for an upload: SHA-256 when checksums are on, else Content-MD5 for locked writes."""
         if self.checksums:
             return {"ChecksumAlgorithm": "SHA256"}
@@ -300,7 +300,7 @@ class S3Backend:
 
     # The contract.
 
-    def save(self, handle: Handle, data: bytes) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         key = self._key(handle)
         what = f"saving {handle}"
         if len(data) <= self.part_size:
@@ -309,7 +309,7 @@ class S3Backend:
             return
         self._save_multipart(handle, key, data, what)
 
-    def _save_multipart(self, handle: Handle, key: str, data: bytes, what: str) -> None:
+    def _save_multipart(self, handle: Handle, key: str, data: bytes | bytearray | memoryview, what: str) -> None:
         """Upload ``data`` in parts of ``part_size``; abort the upload on any failure."""
         parameters: dict[str, Any] = {"Bucket": self.bucket, "Key": key, **self._lock_parameters(handle)}
         if self.checksums:

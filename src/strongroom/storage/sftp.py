@@ -296,7 +296,7 @@ class SFTPBackend:
 
     # The contract.
 
-    def save(self, handle: Handle, data: bytes) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         folder = self._folder(handle)
         final = self._path(handle)
         temporary = posixpath.join(folder, f".tmp-{secrets.token_hex(8)}")
