@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -69,9 +70,11 @@ def measure(argv: list[str], *, env: dict[str, str], stdin: Path | None = None, 
     try:
         started = time.monotonic()
         process = subprocess.Popen(argv, stdin=stdin_handle, stdout=stdout_handle, stderr=error_file, env=env, cwd=cwd)
+        sampler = TreeMemory(process.pid)
         output = process.stdout.read() if process.stdout else b""
         _, wait_status, usage = os.wait4(process.pid, 0)
         wall = time.monotonic() - started
+        sampler.stop()
         process.returncode = os.waitstatus_to_exitcode(wait_status)
         error_file.seek(0)
         error = error_file.read()
@@ -83,7 +86,50 @@ def measure(argv: list[str], *, env: dict[str, str], stdin: Path | None = None, 
             stdout_handle.close()  # type: ignore[union-attr]
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:3])} failed ({process.returncode}): {error.decode(errors='replace')[-2000:]}")
-    return Measurement(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, 0, output.decode(errors="replace"))
+    # the largest of: the largest single process (wait4), and the sampled sum over the process tree
+    # (a tool with helper processes is charged for all of them)
+    peak = max(usage.ru_maxrss * 1024, sampler.peak)
+    return Measurement(wall, usage.ru_utime + usage.ru_stime, peak, 0, output.decode(errors="replace"))
+
+
+class TreeMemory:
+    """Samples the summed resident memory of a process and its descendants every 20 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _tree(self, pid: int) -> list[int]:
+        pids = [pid]
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as stream:
+                children = [int(child) for child in stream.read().split()]
+        except OSError:
+            return pids
+        for child in children:
+            pids.extend(self._tree(child))
+        return pids
+
+    def _run(self) -> None:
+        while not self._done.wait(0.02):
+            total = 0
+            for pid in self._tree(self.pid):
+                try:
+                    with open(f"/proc/{pid}/status") as stream:
+                        for line in stream:
+                            if line.startswith("VmRSS:"):
+                                total += int(line.split()[1]) * 1024
+                                break
+                except OSError:
+                    continue
+            self.peak = max(self.peak, total)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def tree_bytes(path: Path) -> int:
@@ -506,8 +552,9 @@ def targets(backups: list[Row], restores: list[Row], limits: dict[int, dict[str,
                        f"{max(ours_peak) / MIB:.0f} vs {max(theirs_peak) / MIB:.0f} MiB: {ratio:.2f}x"))
         later = ours_peak[1:]
         if len(later) >= 2:
-            growth = max(later) / min(later)
-            checks.append(("peak memory flat in the number of snapshots (snapshots 2 on within 10 %)", growth <= 1.10,
+            # growth, not spread: "day 3 again" snapshots change nothing and may need less than a changed day
+            growth = max(later) / later[0]
+            checks.append(("peak memory flat in the number of snapshots (none after snapshot 2 over 1.1x its peak)", growth <= 1.10,
                            "snapshots 1..: " + ", ".join(f"{value / MIB:.0f}" for value in ours_peak) + " MiB"))
     ours_restore = next((row for row in restores if row.tool == "strongroom"), None)
     theirs_restore = next((row for row in restores if row.tool == "restic"), None)

@@ -12,7 +12,7 @@ from strongroom.repository.chunker import record_spans, record_spans_ahead
 
 
 def _records(spans) -> list[bytes]:  # noqa: ANN001 - either generator
-    return [bytes(data[start:end]) for data, starts, ends in spans for start, end in zip(starts.tolist(), ends.tolist())]
+    return [bytes(item[0][start:end]) for item in spans for start, end in zip(item[1].tolist(), item[2].tolist())]
 
 
 @pytest.mark.parametrize("shape", ["lines", "long lines", "no final newline", "empty", "one byte"])

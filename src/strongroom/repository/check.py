@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import blake3
 import numpy as np
 
 from strongroom.errors import IdentityError, IntegrityError, ObjectNotFound, RepositoryError, StorageError
@@ -26,7 +25,7 @@ from strongroom.progress import Reporter
 from strongroom.repository.format import parse_pack_header
 from strongroom.repository.index import RepositoryIndex
 from strongroom.repository.keys import object_name
-from strongroom.repository.repository import Repository, chunk_hash_key
+from strongroom.repository.repository import Repository, chunk_hash_key, chunk_id
 from strongroom.repository.restore import read_batch
 from strongroom.storage.backend import Handle, ObjectType
 
@@ -252,7 +251,7 @@ def _check_data(
         for entry in members:
             offset, length = int(entry["offset"]), int(entry["length"])
             chunk = plaintext[offset : offset + length]
-            if len(chunk) != length or blake3.blake3(chunk, key=chunk_key).digest(16) != bytes(entry["id"]).ljust(16, b"\0"):
+            if len(chunk) != length or chunk_id(chunk_key, chunk) != bytes(entry["id"]).ljust(16, b"\0"):
                 message = "a chunk's content does not match its id"
                 damaged[handle] = message
                 result.damage.append(Damage(str(handle), message))

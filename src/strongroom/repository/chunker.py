@@ -14,10 +14,11 @@ table seeded from the id key, so the cut points do not reveal content either.
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyfastcdc
@@ -112,76 +113,84 @@ def record_spans_ahead(
     on_block: Callable[[memoryview], object] | None = None,
     read_size: int = READ_SIZE,
     max_record: int = MAX_RECORD,
-    buffers: int = 3,
-) -> Iterator[tuple[memoryview, np.ndarray, np.ndarray]]:
+    buffers: int | list[Any] = 3,
+    hold: int = 1,
+) -> Iterator[tuple[memoryview, np.ndarray, np.ndarray, int]]:
     """As :func:`record_spans`, but a thread reads the next blocks and finds their records
     while the caller works on this one (reading, ``numpy``'s search and ``on_block``
-    release the GIL, so this runs on another core).
+    release the GIL, so this runs on another core). Yields ``(data, starts, ends, buffer)``:
+    ``buffer`` is the number of the buffer holding ``data``.
 
-    ``on_block(view)`` is called in that thread with each block's record bytes, in
-    stream order (a content hash). ``data`` stays valid until the next item is asked
-    for. Raises what reading the stream or ``on_block`` raised, in the caller's thread.
+    ``buffers``: how many to allocate, or the writable buffers to use (each at least
+    ``read_size + max_record + 1`` bytes: shared memory for a hashing helper).
+    ``hold``: how many yielded blocks the caller keeps at once (a block's buffer is reused
+    only after ``hold`` more blocks were asked for); fewer than ``buffers``.
+    ``on_block(view)`` is called in the reading thread with each block's record bytes, in
+    stream order (a content hash). Raises what reading the stream or ``on_block`` raised,
+    in the caller's thread.
     """
-    free: queue.Queue[bytearray | None] = queue.Queue()
-    for _ in range(buffers):
-        free.put(bytearray(read_size + max_record + 1))
+    size = read_size + max_record + 1
+    pool = [bytearray(size) for _ in range(buffers)] if isinstance(buffers, int) else list(buffers)
+    if hold >= len(pool):
+        raise ValueError("record_spans_ahead needs more buffers than blocks held")
+    free: queue.Queue[int | None] = queue.Queue()
+    for number in range(len(pool)):
+        free.put(number)
     ready: queue.Queue[object] = queue.Queue()
     stop = threading.Event()
 
     def produce() -> None:
-        mask = np.empty(read_size + max_record + 1, dtype=bool)
+        mask = np.empty(size, dtype=bool)
         try:
             carried = b""
             while not stop.is_set():
-                buffer = free.get()
-                if buffer is None or stop.is_set():
+                number = free.get()
+                if number is None or stop.is_set():
                     return
-                buffer[: len(carried)] = carried
-                with memoryview(buffer)[len(carried) : len(carried) + read_size] as room:
-                    got = _read_into(stream, room)
-                if not got:
-                    if carried:
-                        if on_block is not None:
-                            on_block(memoryview(buffer)[: len(carried)])
-                        ready.put((buffer, len(carried), np.zeros(1, dtype=np.int64), np.full(1, len(carried), dtype=np.int64)))
-                    ready.put(_END)
-                    return
-                filled = len(carried) + got
-                data = memoryview(buffer)[:filled]
-                starts, ends, consumed = _split_block(data, filled, max_record, mask)
-                carried = bytes(data[consumed:filled])
+                buffer = pool[number]
+                with memoryview(buffer) as whole:
+                    whole[: len(carried)] = carried
+                    with whole[len(carried) : len(carried) + read_size] as room:
+                        got = _read_into(stream, room)
+                    if not got:
+                        if carried:
+                            if on_block is not None:
+                                on_block(whole[: len(carried)])
+                            ready.put((number, len(carried), np.zeros(1, dtype=np.int64), np.full(1, len(carried), dtype=np.int64)))
+                        ready.put(_END)
+                        return
+                    filled = len(carried) + got
+                    with whole[:filled] as data:
+                        starts, ends, consumed = _split_block(data, filled, max_record, mask)
+                        carried = bytes(data[consumed:filled])
+                        if len(starts) and on_block is not None:
+                            on_block(data[:consumed])
                 if len(starts):
-                    if on_block is not None:
-                        on_block(data[:consumed])
-                    ready.put((buffer, filled, starts, ends))
+                    ready.put((number, filled, starts, ends))
                 else:
-                    free.put(buffer)
-                data.release()
+                    free.put(number)
         except BaseException as error:  # handed to the caller's thread
             ready.put(_Failure(error))
 
     thread = threading.Thread(target=produce, name="strongroom-read", daemon=True)
     thread.start()
-    held: bytearray | None = None
+    held: collections.deque[int] = collections.deque()
     try:
         while True:
-            if held is not None:
-                free.put(held)  # the caller is done with the previous block
-                held = None
+            while len(held) >= hold:
+                free.put(held.popleft())  # the caller is done with that block
             item = ready.get()
             if item is _END:
                 return
             if isinstance(item, _Failure):
                 raise item.error
-            block: tuple[bytearray, int, np.ndarray, np.ndarray] = item  # type: ignore[assignment]
-            held = block[0]
-            yield memoryview(block[0])[: block[1]], block[2], block[3]
+            block: tuple[int, int, np.ndarray, np.ndarray] = item  # type: ignore[assignment]
+            held.append(block[0])
+            yield memoryview(pool[block[0]])[: block[1]], block[2], block[3], block[0]
     finally:
         stop.set()
         free.put(None)
         thread.join(timeout=10)
-
-
 def _cut_long(starts: np.ndarray, ends: np.ndarray, max_record: int) -> tuple[np.ndarray, np.ndarray]:
     """The spans with every span longer than ``max_record`` cut into pieces of that size."""
     new_starts: list[int] = []

@@ -58,7 +58,6 @@ _SPREAD_BITS = GROUP_SPREAD.bit_length() - 1
 _MIX_1 = np.uint64(0x9E3779B97F4A7C15)
 _MIX_2 = np.uint64(0xC2B2AE3D27D4EB4F)
 _MIX_3 = np.uint64(0x165667B19E3779F9)
-_SAMPLE = np.arange(8, dtype=np.int64)
 
 
 def group_key(id_key: bytes) -> bytes:
@@ -82,12 +81,16 @@ def group_ends(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndar
     count = len(starts)
     if count == 0:
         return np.empty(0, dtype=np.int64)
-    last_byte = len(raw) - 1
+    if len(raw) < 8:
+        return np.array([count], dtype=np.int64) if count else np.empty(0, dtype=np.int64)
+    # the 8 bytes at every offset, as one (unaligned) uint64 view: one gather a sample
+    words = np.ndarray(shape=(len(raw) - 7,), dtype="<u8", buffer=raw, strides=(1,))
+    last_word = len(raw) - 8
     lengths = ends - starts
-    first = np.minimum(starts + np.minimum(40, np.maximum(lengths - 8, 0)), last_byte)
-    second = np.maximum(ends - 24, starts)
-    a = raw[np.minimum(first[:, None] + _SAMPLE, last_byte)].view("<u8").ravel()
-    b = raw[np.minimum(second[:, None] + _SAMPLE, last_byte)].view("<u8").ravel()
+    first = np.minimum(starts + np.minimum(40, np.maximum(lengths - 8, 0)), last_word)
+    second = np.minimum(np.maximum(ends - 24, starts), last_word)
+    a = words[first]
+    b = words[second]
     mixed = (a * _MIX_1) ^ (b * _MIX_2)
     mixed ^= mixed >> np.uint64(29)
     cut = ((mixed * _MIX_3) >> np.uint64(64 - _SPREAD_BITS)) == 0
@@ -329,7 +332,8 @@ def window_positions(cache: RecordCache, ids: np.ndarray, windows: list[tuple[in
     window_ids = np.frombuffer(b"".join(pieces), "S16")
     where = np.concatenate(offsets)
     high, low = _split(window_ids)
-    order = np.lexsort((low, high))
+    # sorted by first halves only: equal first halves of different ids are handled below
+    order = np.argsort(high)
     high, low, where = high[order], low[order], where[order]
     wanted_high, wanted_low = _split(ids)
     places = np.searchsorted(high, wanted_high)

@@ -21,6 +21,7 @@ order: the run's data key, packs, index objects, id lists, then the signed snaps
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
+from concurrent.futures import Future
 from typing import Any, BinaryIO
 
 import blake3
@@ -49,7 +51,7 @@ from strongroom.errors import (
     UsageError,
 )
 from strongroom.repository import idlist
-from strongroom.repository.chunker import ContentChunker, record_spans_ahead
+from strongroom.repository.chunker import MAX_RECORD, READ_SIZE, ContentChunker, record_spans_ahead
 from strongroom.repository.format import (
     CONFIG_MAGIC,
     CONFIG_SIGNATURE_DOMAIN,
@@ -63,6 +65,7 @@ from strongroom.repository.format import (
     seal_metadata,
     unframe,
 )
+from strongroom.repository.hashing import HashWorker, start_hash_worker
 from strongroom.repository.index import IndexObject, KnownIds, RepositoryIndex
 from strongroom.repository.keys import (
     ID_SIZE,
@@ -129,8 +132,20 @@ def content_hasher(id_key: bytes) -> Any:
 
 
 def chunk_hash_key(id_key: bytes) -> bytes:
-    """The BLAKE3 key for chunk ids (derived from the id key)."""
+    """The key of chunk ids (derived from the id key)."""
     return blake3.blake3(b"strongroom chunk id", key=id_key).digest()
+
+
+def chunk_id(chunk_key: bytes, data: bytes | bytearray | memoryview) -> bytes:
+    """A chunk's id: keyed BLAKE2b with a 16-byte digest. (BLAKE2b, not BLAKE3: per call, on
+    rows of a few hundred bytes, Python's hashlib BLAKE2b costs a fifth less, and a backup
+    makes one call a row.)"""
+    return hashlib.blake2b(data, key=chunk_key, digest_size=16).digest()
+
+
+def chunk_id_hasher(chunk_key: bytes) -> Any:
+    """A factory of keyed chunk-id hashers (``one = factory(); one.update(data); one.digest()``)."""
+    return hashlib.blake2b(key=chunk_key, digest_size=16).copy
 
 
 # --- results ----------------------------------------------------------------------
@@ -692,6 +707,7 @@ class SnapshotWriter:
         self._excluded: KnownIds | None = None  # the ids of marked packs: read when first needed
         self._file_chunks: set[bytes] | None = None  # without the index: the previous snapshot's file chunks
         self._caches: list[RecordCacheWriter] = []
+        self._worker: HashWorker | None | bool = None  # False: could not start
         self._chunk_key = chunk_hash_key(self.writer_key.id_key)
         self._group_key = group_key(self.writer_key.id_key)
         self.packer = PackWriter(
@@ -737,6 +753,20 @@ class SnapshotWriter:
 
             self._excluded = KnownIds.from_index_objects(self.repository.iter_index_objects([]), in_marked_packs)
         return self._excluded
+
+    def _hash_worker(self) -> HashWorker | None:
+        """The run's hashing helper process, started on first use (None where it cannot start)."""
+        if self._worker is None:
+            started = start_hash_worker(
+                [("blake2b", self._chunk_key), ("blake3", self._group_key)], READ_SIZE + MAX_RECORD + 1, 4
+            )
+            self._worker = started if started is not None else False
+        return self._worker or None
+
+    def _stop_worker(self) -> None:
+        if isinstance(self._worker, HashWorker):
+            self._worker.close()
+        self._worker = False
 
     def _cache_context(self, name: str) -> CacheContext | None:
         directory = self.repository.cache_dir
@@ -838,17 +868,20 @@ class SnapshotWriter:
             hasher = content_hasher(self.writer_key.id_key)
             counter = RowCounter(kind)
             builder = idlist.ListBuilder(str(cache_writer.context.directory) if cache_writer is not None else None)
-            copy_id_hasher = blake3.blake3(key=self._chunk_key).copy
+            copy_id_hasher = chunk_id_hasher(self._chunk_key)
             size = new_chunks = new_bytes = 0
-            for data, starts, ends in record_spans_ahead(stream, on_block=hasher.update):
-                view = memoryview(data)
-                raw = np.frombuffer(data, dtype=np.uint8)
-                counter.feed_spans(data, starts, ends)
-                size += int(ends[-1])
-                cuts = group_ends(raw, starts, ends)
-                group_hashes = hash_groups(view, starts, ends, cuts, self._group_key)
+            worker = self._hash_worker()
+
+            def finish_block(block: _Block) -> None:
+                """Ids, lookups, list, cache and new records of one block (in stream order)."""
+                nonlocal new_chunks, new_bytes
+                data, starts, ends, cuts = block.data, block.starts, block.ends, block.cuts
+                if block.groups is not None:
+                    group_hashes = np.frombuffer(block.groups.result(), "S16")
+                else:
+                    group_hashes = hash_groups(data, starts, ends, cuts, self._group_key)
                 if stream_state is not None:
-                    ids, base = stream_state.block(view, starts, ends, cuts, group_hashes, copy_id_hasher)
+                    ids, base = stream_state.block(data, starts, ends, cuts, group_hashes, copy_id_hasher)
                     found = base >= 0
                     missed = np.flatnonzero(~found)
                     if len(missed) > max(_MISSES_LOOKED_UP, len(base) // 2):
@@ -858,7 +891,10 @@ class SnapshotWriter:
                         found[missed[known_now]] = True
                     builder.feed(base if stream_state.delta else np.full(len(base), -1, dtype=np.int64), ids)
                 else:
-                    ids = _hash_records(copy_id_hasher, view, starts, ends)
+                    # the helper hashes the first records while this thread hashes the rest
+                    split = block.split
+                    own = _hash_records(copy_id_hasher, data, starts[split:], ends[split:])
+                    ids = (block.rows.result() if block.rows is not None else b"") + own
                     if len(known):
                         found, base = known.lookup(np.frombuffer(ids, "S16"), positions)
                     else:  # a new repository: nothing to look up
@@ -878,7 +914,38 @@ class SnapshotWriter:
                     self.packer.add_records(new_ids.tobytes(), data, starts[new], ends[new])
                     new_chunks += len(new)
                     new_bytes += int((ends[new] - starts[new]).sum())
-                del view, raw
+
+            # Blocks are finished one behind: the helper hashes a block's groups (and, without
+            # a cache, most of its records) while this thread finishes the block before it.
+            waiting: _Block | None = None
+            spans = record_spans_ahead(
+                stream, on_block=hasher.update, buffers=worker.buffers if worker is not None else 4, hold=2
+            )
+            block: _Block | None = None
+            try:
+                for data, starts, ends, number in spans:
+                    counter.feed_spans(data, starts, ends)
+                    size += int(ends[-1])
+                    cuts = group_ends(np.frombuffer(data, dtype=np.uint8), starts, ends)
+                    block = _Block(data, starts, ends, cuts)
+                    # the helper process starts with a stream's second block (small dumps hash here)
+                    if worker is not None and (worker.started or waiting is not None):
+                        first = np.empty_like(cuts)
+                        first[0] = 0
+                        first[1:] = cuts[:-1]
+                        block.groups = worker.submit(number, _GROUP_KEY_NUMBER, starts[first], ends[cuts - 1])
+                        if stream_state is None:
+                            block.split = int(len(starts) * _WORKER_SHARE)
+                            block.rows = worker.submit(number, _CHUNK_KEY_NUMBER, starts[: block.split], ends[: block.split])
+                    if waiting is not None:
+                        finish_block(waiting)
+                    waiting = block
+                    del data
+                if waiting is not None:
+                    finish_block(waiting)
+            finally:
+                spans.close()  # stops the reading thread, also on an error
+                del waiting, block, spans
         finally:
             if cache is not None:
                 cache.close()
@@ -962,11 +1029,11 @@ class SnapshotWriter:
             for chunk in chunker.chunks(stream):
                 hasher.update(chunk)
                 size += len(chunk)
-                chunk_id = blake3.blake3(chunk, key=self._chunk_key).digest(16)
-                chunk_ids.append(chunk_id.hex())
-                if not self._chunk_known(chunk_id):
+                identifier = chunk_id(self._chunk_key, chunk)
+                chunk_ids.append(identifier.hex())
+                if not self._chunk_known(identifier):
                     new_chunks += 1
-                    new_bytes += self._store_new(chunk_id, chunk)
+                    new_bytes += self._store_new(identifier, chunk)
 
         if isinstance(data_or_path, (bytes, bytearray, memoryview)):
             consume(io.BytesIO(bytes(data_or_path)))
@@ -1005,6 +1072,7 @@ class SnapshotWriter:
         """
         if self._finished:
             raise UsageError("this snapshot is already committed or aborted")
+        self._stop_worker()
         try:
             self.packer.flush()
             self.packer.close()
@@ -1053,6 +1121,7 @@ class SnapshotWriter:
 
     def abort(self) -> None:
         """Give up: stop the worker, release the lock. Saved packs stay, unreferenced, for prune."""
+        self._stop_worker()
         if not self._finished:
             self._finished = True
             self.packer.close()
@@ -1085,6 +1154,26 @@ class SnapshotWriter:
         self.abort()
 
 
+@dataclass
+class _Block:
+    """A block of a record stream on its way: its records, group ends, and hashes being made."""
+
+    data: memoryview
+    starts: np.ndarray
+    ends: np.ndarray
+    cuts: np.ndarray
+    groups: Future[bytes] | None = None  # the groups' hashes, from the hashing helper
+    rows: Future[bytes] | None = None  # the ids of records [:split], from the hashing helper
+    split: int = 0
+
+
+# The hashing helper's keys (in the order given to it), and the share of a block's records it
+# hashes when every record is hashed (the backup's thread also compresses, looks up and packs).
+_CHUNK_KEY_NUMBER = 0
+_GROUP_KEY_NUMBER = 1
+_WORKER_SHARE = 0.6
+
+
 def _has_repeats(ids: np.ndarray) -> bool:
     """Whether some id (S16) appears twice (a quick test of the first halves first)."""
     if len(ids) < 2:
@@ -1096,12 +1185,13 @@ def _has_repeats(ids: np.ndarray) -> bool:
 
 
 def _hash_records(copy_hasher: Any, view: memoryview, starts: np.ndarray, ends: np.ndarray) -> bytes:
-    """The keyed ids (16 bytes each, concatenated) of the records ``view[starts[k]:ends[k]]``."""
+    """The keyed ids (16 bytes each, concatenated) of the records ``view[starts[k]:ends[k]]``
+    (``copy_hasher``: from :func:`chunk_id_hasher`)."""
     ids = bytearray()
     for start, end in zip(starts.tolist(), ends.tolist()):
         one = copy_hasher()
         one.update(view[start:end])
-        ids += one.digest(16)
+        ids += one.digest()
     return bytes(ids)
 
 
