@@ -13,7 +13,7 @@ import pytest
 
 from repository_helpers import Setup, make_setup, secret_row, synthetic_dump
 
-from strongroom.repository import idlist, recordcache
+from strongroom.repository import format as format_module, idlist, recordcache, repository as repository_module
 from strongroom.repository.chunker import record_spans
 from strongroom.repository.recordcache import GROUP_SPREAD, MAX_GROUP, group_ends
 from strongroom.repository.repository import ComponentStatistics
@@ -223,3 +223,23 @@ def test_cache_files_are_private(setup: Setup) -> None:
     assert cache.stat().st_mode & 0o077 == 0
     assert cache.parent.stat().st_mode & 0o077 == 0
     assert recordcache.MAGIC in cache.read_bytes()[-100:]
+
+
+def test_a_long_full_list_is_saved_as_a_short_chain(setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(repository_module, "_LIST_PIECE", 1000)
+    monkeypatch.setattr(repository_module, "_LIST_PIECES_MAX", 3)
+    monkeypatch.setattr(format_module, "SPOOL_MEMORY", 4096)  # the literals go through the file
+    lines = synthetic_dump(5000)
+    _backup(setup, b"".join(lines))
+    component = setup.writer().load_snapshot("latest").component("database.sql")
+    assert component["list_depth"] == 2  # three objects of at most 1668 ids
+    reader = setup.writer()
+    chain = idlist.chain_of(component["list"], reader.load_list)
+    assert len(chain) == 3 and max(reader.load_list(name).count for name in chain) == 5003
+    assert all(len(reader.load_list(name).literals) <= 1668 * 16 for name in chain)
+    assert _restored(setup, tmp_path) == b"".join(lines)
+    lines, changed = _change_day(lines, seed=31)
+    statistics = _backup(setup, b"".join(lines))
+    assert statistics.new_chunks == changed
+    assert setup.writer().load_snapshot("latest").component("database.sql")["list_depth"] == 3
+    assert _restored(setup, tmp_path) == b"".join(lines)

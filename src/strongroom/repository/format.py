@@ -141,6 +141,13 @@ class SpooledBytes:
         while piece := self._file.read(size):
             yield piece
 
+    def read(self, offset: int, size: int) -> bytes:
+        """``size`` bytes from ``offset`` (fewer at the end)."""
+        if self._file is None:
+            return bytes(self._memory[offset : offset + size])
+        self._file.flush()
+        return os.pread(self._file.fileno(), size, offset)
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()

@@ -53,6 +53,7 @@ from strongroom.errors import (
 from strongroom.repository import idlist
 from strongroom.repository.chunker import MAX_RECORD, READ_SIZE, ContentChunker, record_spans_ahead
 from strongroom.repository.format import (
+    SpooledBytes,
     CONFIG_MAGIC,
     CONFIG_SIGNATURE_DOMAIN,
     FORMAT_VERSION,
@@ -758,7 +759,7 @@ class SnapshotWriter:
         """The run's hashing helper process, started on first use (None where it cannot start)."""
         if self._worker is None:
             started = start_hash_worker(
-                [("blake2b", self._chunk_key), ("blake3", self._group_key)], READ_SIZE + MAX_RECORD + 1, 4
+                [("blake2b", self._chunk_key), ("blake3", self._group_key)], READ_SIZE + MAX_RECORD + 1, 3
             )
             self._worker = started if started is not None else False
         return self._worker or None
@@ -919,7 +920,7 @@ class SnapshotWriter:
             # a cache, most of its records) while this thread finishes the block before it.
             waiting: _Block | None = None
             spans = record_spans_ahead(
-                stream, on_block=hasher.update, buffers=worker.buffers if worker is not None else 4, hold=2
+                stream, on_block=hasher.update, buffers=worker.buffers if worker is not None else 3, hold=2
             )
             block: _Block | None = None
             try:
@@ -950,15 +951,17 @@ class SnapshotWriter:
             if cache is not None:
                 cache.close()
         chunks = builder.count
-        operations = builder.operations()
         positions = None
-        depth = base_depth + 1 if base_name else 0
-        parts = idlist.encode_parts(base_name, depth, chunks, operations, builder.literals)
-        del builder, operations  # the parts list holds the only references: sealing frees each part once compressed
-        stored = seal_metadata(LIST_MAGIC, self.writer_key.metadata_key, parts)
-        list_name = object_name(stored)
-        self.repository.backend.save(Handle(ObjectType.LISTS, list_name), stored)
-        del stored
+        if base_name is None and chunks > _LIST_PIECE:
+            list_name, depth = self._save_full_list_in_pieces(chunks, builder.literals)
+            builder.literals.close()
+            del builder
+        else:
+            operations = builder.operations()
+            depth = base_depth + 1 if base_name else 0
+            parts = idlist.encode_parts(base_name, depth, chunks, operations, builder.literals)
+            del builder, operations  # the parts list holds the only references: sealing frees each part once compressed
+            list_name = self._save_list(parts)
         if cache_writer is not None:
             try:
                 cache_writer.finish(list_name)
@@ -986,6 +989,37 @@ class SnapshotWriter:
         )
         self.statistics.append(statistics)
         return statistics
+
+    def _save_list(self, parts: list[Any]) -> str:
+        """Seal and save a list object's payload parts; return its name. Raises StorageError."""
+        stored = seal_metadata(LIST_MAGIC, self.writer_key.metadata_key, parts)
+        name = object_name(stored)
+        self.repository.backend.save(Handle(ObjectType.LISTS, name), stored)
+        return name
+
+    def _save_full_list_in_pieces(self, count: int, literals: SpooledBytes) -> tuple[str, int]:
+        """A long full list saved as a short chain: a full list of its first ids, then deltas
+        that copy all of their base and add the next ids (an ordinary delta chain, so readers
+        need nothing new). Each object holds at most ``count / pieces`` ids, so a first
+        backup of millions of rows never holds its whole list (64 MB for 4 M ids) at once.
+        Returns (name of the last object, its depth). Raises StorageError, OSError."""
+        pieces = min(_LIST_PIECES_MAX, -(-count // _LIST_PIECE))
+        per_piece = -(-count // pieces)
+        base: str | None = None
+        done = 0
+        depth = -1
+        for _ in range(pieces):
+            take = min(per_piece, count - done)
+            ids = literals.read(done * ID_SIZE, take * ID_SIZE)
+            if len(ids) != take * ID_SIZE:
+                raise OSError(5, "the spooled id list is shorter than its count")
+            operations = [0, done, idlist.LITERAL, take] if base else [idlist.LITERAL, take]
+            depth += 1
+            base = self._save_list(idlist.encode_parts(base, depth, done + take, operations, ids))
+            done += take
+            del ids
+        assert base is not None and done == count
+        return base, depth
 
     def _base_for(self, name: str) -> tuple[str | None, int, np.ndarray | None]:
         """The previous list of component ``name`` to delta against: (list name, depth, positions)."""
@@ -1201,6 +1235,9 @@ _WINDOW_SLACK = 64
 # A block with more records than this (and more than half its records) missing from the
 # previous list around their place has them looked up in the whole index.
 _MISSES_LOOKED_UP = 256
+# A full list longer than this many ids is saved as a chain of at most _LIST_PIECES_MAX objects.
+_LIST_PIECE = 1 << 20
+_LIST_PIECES_MAX = 8
 
 
 class _CachedStream:
