@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +254,19 @@ def test_prepared_pages_never_change_the_output(setup: Setup, tmp_path: Path, mo
     reference = content_hasher(reader.id_key)
     reference.update(expected)
     assert hasher.hexdigest() == reference.hexdigest()
+
+
+def test_items_read_ahead_come_in_order_and_errors_reach_the_consumer() -> None:
+    with restore._Ahead(iter(range(50)), 1) as ahead:
+        assert list(ahead) == list(range(50))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise IntegrityError("index 1234 does not authenticate")
+
+    with restore._Ahead(failing(), 1) as ahead, pytest.raises(IntegrityError, match="does not authenticate"):
+        list(ahead)
+    # A consumer leaving early stops the thread, which was blocked on the full queue.
+    with restore._Ahead(iter(range(1000)), 1) as ahead:
+        assert next(iter(ahead)) == 0
+    assert not ahead.thread.is_alive()

@@ -27,7 +27,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from strongroom.repository.keys import unseal
 from strongroom.storage.backend import Handle, ObjectType
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     from strongroom.repository.repository import Repository
 
@@ -54,7 +54,11 @@ FETCH_THREADS = 2
 WRITE_PIECE = 128 << 10
 PREFILL_PIECE = WRITE_PIECE  # zeros written at a time ahead of the records (see WRITE_PIECE)
 PREFILL_AHEAD = 1 << 30  # at most this far ahead of the records written
+INDEX_AHEAD = 1  # index objects decoded and waiting (one more is being decoded): bounds their memory
 LOCATE_PIECE = 1 << 18  # index entries searched at a time (bounds the temporary arrays)
+
+
+_Item = TypeVar("_Item")
 
 
 @dataclass
@@ -161,6 +165,61 @@ def _locate_halves(objects: Iterable[tuple[str, IndexObject]], high: np.ndarray,
     if len(order) < 1 << 31:
         order = order.astype(np.int32)
     return locate_streaming(objects, SortedIds(high, low), what, order)
+
+
+class _Ahead(Generic[_Item]):
+    """The items of an iterator, produced in a thread of its own at most ``depth`` ahead of the
+    consumer (a bounded queue). Iterating re-raises, in the consumer's thread, what the iterator
+    raised; leaving the context stops the thread (items not taken are dropped)."""
+
+    _DONE = object()
+
+    def __init__(self, items: Iterable[_Item], depth: int) -> None:
+        self.items = items
+        self.queue: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="restore index reader", daemon=True)
+
+    def __enter__(self) -> _Ahead[_Item]:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        while self.thread.is_alive():
+            try:
+                self.queue.get(timeout=0.05)  # make room so that a blocked put returns
+            except queue.Empty:
+                pass
+        self.thread.join()
+
+    def _put(self, item: tuple[bool, Any]) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self.items:
+                if not self._put((True, item)):
+                    return
+        except BaseException as error:  # handed to the consumer
+            self._put((False, error))
+            return
+        self._put((True, self._DONE))
+
+    def __iter__(self) -> Iterator[_Item]:
+        while True:
+            ok, item = self.queue.get()
+            if not ok:
+                raise item
+            if item is self._DONE:
+                return
+            yield item
 
 
 def read_batch(repository: Repository, index: RepositoryIndex, batch_number: int, pack_keys: dict[int, str]) -> bytes:
@@ -278,10 +337,13 @@ def write_component(
     prefill = _Prefill(fd, size)
     try:
         if index is None:
-            high, low = split_ids(np.frombuffer(ids, "S16"))
-            del ids  # the caller passes the list without keeping it: 16 bytes a record freed here
-            locations = _locate_halves(repository.iter_index_objects(), high, low, what)
-            del high, low
+            # The index objects are read, decrypted and decompressed in a thread while the list is
+            # split and sorted here (both release the GIL for most of their work).
+            with _Ahead(repository.iter_index_objects(), INDEX_AHEAD) as objects:
+                high, low = split_ids(np.frombuffer(ids, "S16"))
+                del ids  # the caller passes the list without keeping it: 16 bytes a record freed here
+                locations = _locate_halves(objects, high, low, what)
+                del high, low
         else:
             locations = locate_in_index(index, ids, what)
             del ids
