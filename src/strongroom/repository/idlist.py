@@ -184,7 +184,11 @@ def decode(payload: bytes, what: str) -> IdList:
 def materialize(name: str, load: Callable[[str], IdList]) -> bytearray:
     """The full id list of list object ``name``, following its base chain (at most MAX_DEPTH + 1 objects).
 
-    ``load(name)`` returns a decoded list object. Raises IntegrityError on a cycle or a broken chain.
+    ``load(name)`` returns a decoded list object. The chain's operations are composed first
+    (:func:`_compose`: where each stretch of the list comes from, among the chain's literal
+    ids), then the list is written once into a buffer of its final size: no intermediate
+    list is made for each base (a 4 M-id list is 64 MB, fresh memory each time).
+    Raises IntegrityError on a cycle, a broken chain or an inconsistent object.
     """
     chain: list[tuple[str, IdList]] = []
     current: str | None = name
@@ -194,13 +198,105 @@ def materialize(name: str, load: Callable[[str], IdList]) -> bytearray:
         decoded = load(current)
         chain.append((current, decoded))
         current = decoded.base
-    ids: bytearray | None = None
-    while chain:
-        object_name, decoded = chain.pop()  # each object dropped once applied
-        ids = decoded.apply(ids, f"id list {object_name[:12]}")
-        del decoded
-    assert ids is not None
-    return ids
+    levels, sources, counts = _compose(chain)
+    output = bytearray(chain[0][1].count * ID_SIZE)
+    literal_views = [memoryview(decoded.literals) for _, decoded in chain]
+    try:
+        with memoryview(output) as view:
+            position = 0
+            for level, source, count in zip(levels.tolist(), sources.tolist(), counts.tolist()):
+                size = count * ID_SIZE
+                view[position : position + size] = literal_views[level][source * ID_SIZE : source * ID_SIZE + size]
+                position += size
+    finally:
+        for literal_view in literal_views:
+            literal_view.release()
+    return output
+
+
+def _check_operations(decoded: IdList, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The operations of ``decoded`` as (starts, counts, positions: where each begins in its
+    list, with the list's length appended), checked as :meth:`IdList.apply` checks them.
+    Raises IntegrityError."""
+    starts = decoded.operations[:, 0]
+    counts = decoded.operations[:, 1]
+    if len(counts) and int(counts.min()) < 0:
+        raise IntegrityError(f"{what} has a negative operation length")
+    if len(counts) and int(counts.max()) > decoded.count:
+        raise IntegrityError(f"{what} yields more ids than it says ({decoded.count})")
+    positions = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=positions[1:])
+    if int(positions[-1]) != decoded.count:
+        raise IntegrityError(f"{what} yields {int(positions[-1])} ids but says {decoded.count}")
+    literal = starts == LITERAL
+    literal_counts = np.where(literal, counts, 0)
+    if int(literal_counts.sum()) * ID_SIZE > len(decoded.literals):
+        raise IntegrityError(f"{what} refers past its literal ids")
+    return starts, counts, positions
+
+
+def _compose(chain: list[tuple[str, IdList]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each stretch of the first object's list comes from: (level, start, count) arrays in
+    list order, ``level`` indexing ``chain`` (the object, then its base, ...) and ``start`` an id
+    position in that object's literal ids. Copies are followed down the chain a level at a time,
+    split where the base's operations begin (vectorised: the work is per stretch, not per id).
+    Raises IntegrityError where an object is inconsistent or copies outside its base."""
+    done_output: list[np.ndarray] = []
+    done_level: list[np.ndarray] = []
+    done_source: list[np.ndarray] = []
+    done_count: list[np.ndarray] = []
+    # Pending stretches: (output position, position in the current level's list, count).
+    output = np.zeros(1, dtype=np.int64)
+    wanted = np.zeros(1, dtype=np.int64)
+    count = np.array([chain[0][1].count], dtype=np.int64)
+    for level, (object_name, decoded) in enumerate(chain):
+        what = f"id list {object_name[:12]}"
+        starts, counts, positions = _check_operations(decoded, what)
+        keep = count > 0
+        output, wanted, count = output[keep], wanted[keep], count[keep]
+        if len(count) == 0:
+            break
+        # Each stretch is cut where an operation of this level begins.
+        first = np.searchsorted(positions, wanted, side="right") - 1
+        last = np.searchsorted(positions, wanted + count - 1, side="right") - 1
+        pieces = last - first + 1
+        owner = np.repeat(np.arange(len(count)), pieces)
+        operation = np.repeat(first, pieces) + (np.arange(len(owner)) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+        piece_start = np.maximum(wanted[owner], positions[operation])
+        piece_end = np.minimum(wanted[owner] + count[owner], positions[operation + 1])
+        piece_output = output[owner] + (piece_start - wanted[owner])
+        piece_count = piece_end - piece_start
+        within = piece_start - positions[operation]  # how far into its operation the piece starts
+        literal = starts[operation] == LITERAL
+        # Literal operations take their ids in order: an operation's first literal id is the
+        # number of literal ids the operations before it take.
+        literal_before = np.zeros(len(starts) + 1, dtype=np.int64)
+        np.cumsum(np.where(starts == LITERAL, counts, 0), out=literal_before[1:])
+        done_output.append(piece_output[literal])
+        done_level.append(np.full(int(literal.sum()), level, dtype=np.int64))
+        done_source.append(literal_before[operation[literal]] + within[literal])
+        done_count.append(piece_count[literal])
+        copy = ~literal
+        output, count = piece_output[copy], piece_count[copy]
+        wanted = starts[operation[copy]] + within[copy]
+        if len(count):
+            base_length = chain[level + 1][1].count if level + 1 < len(chain) else -1
+            if decoded.base is None or int(wanted.min()) < 0 or int((wanted + count).max()) > base_length:
+                raise IntegrityError(f"{what} copies ids outside its base list")
+    outputs = np.concatenate(done_output) if done_output else np.empty(0, np.int64)
+    order = np.argsort(outputs, kind="stable")
+    levels = np.concatenate(done_level)[order] if done_level else np.empty(0, np.int64)
+    sources = np.concatenate(done_source)[order] if done_source else np.empty(0, np.int64)
+    counts_out = np.concatenate(done_count)[order] if done_count else np.empty(0, np.int64)
+    # Neighbouring stretches that continue each other in one literal table become one copy.
+    if len(order) > 1:
+        join = (levels[1:] == levels[:-1]) & (sources[1:] == sources[:-1] + counts_out[:-1])
+        if bool(join.any()):
+            group = np.concatenate(([0], np.cumsum(~join)))
+            first_of = np.flatnonzero(np.concatenate(([True], ~join)))
+            counts_out = np.bincount(group, weights=counts_out).astype(np.int64)
+            levels, sources = levels[first_of], sources[first_of]
+    return levels, sources, counts_out
 
 
 def materialize_pieces(name: str, load: Callable[[str], IdList], piece_ids: int = 1 << 18) -> Iterator[bytes | bytearray]:
