@@ -47,7 +47,7 @@ PACK_TARGET = 16 << 20
 INDEX_EVERY_PACKS = 8
 # An index object is written once this many entries wait (or after INDEX_EVERY_PACKS packs), so
 # that readers never decode a huge one: a pack of small records holds a few hundred thousand.
-INDEX_ENTRIES = 1 << 18
+INDEX_ENTRIES = 1 << 17
 SEAL_THREADS = max(1, min(4, os.cpu_count() or 1))
 MAX_QUEUED = SEAL_THREADS + 3
 
