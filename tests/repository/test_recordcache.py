@@ -243,3 +243,18 @@ def test_a_long_full_list_is_saved_as_a_short_chain(setup: Setup, tmp_path: Path
     assert statistics.new_chunks == changed
     assert setup.writer().load_snapshot("latest").component("database.sql")["list_depth"] == 3
     assert _restored(setup, tmp_path) == b"".join(lines)
+
+
+def test_an_unwritable_cache_folder_costs_only_speed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    setup = make_setup(tmp_path / "repository")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be\n")
+    setup.config = setup.config.model_copy(update={"cache_dir": blocker / "cache"})
+    lines = synthetic_dump(2000)
+    with caplog.at_level(logging.WARNING):
+        _backup(setup, b"".join(lines))
+        lines, changed = _change_day(lines, seed=41)
+        statistics = _backup(setup, b"".join(lines))
+    assert "record cache" in caplog.text
+    assert statistics.hashed_records == statistics.chunks and statistics.new_chunks == changed
+    assert _restored(setup, tmp_path) == b"".join(lines)
