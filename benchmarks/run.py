@@ -93,7 +93,8 @@ def measure(argv: list[str], *, env: dict[str, str], stdin: Path | None = None, 
 
 
 class TreeMemory:
-    """Samples the summed resident memory of a process and its descendants every 20 ms."""
+    """Samples the resident memory of a process and its descendants every 20 ms: each one's
+    private and file-backed pages, plus the largest shared-memory share (counted once)."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -115,17 +116,18 @@ class TreeMemory:
 
     def _run(self) -> None:
         while not self._done.wait(0.02):
-            total = 0
+            private = shared = 0
             for pid in self._tree(self.pid):
                 try:
                     with open(f"/proc/{pid}/status") as stream:
-                        for line in stream:
-                            if line.startswith("VmRSS:"):
-                                total += int(line.split()[1]) * 1024
-                                break
+                        fields = dict(line.split(":", 1) for line in stream if line.startswith("Rss"))
                 except OSError:
                     continue
-            self.peak = max(self.peak, total)
+                kib = {name: int(value.split()[0]) for name, value in fields.items()}
+                private += (kib.get("RssAnon", 0) + kib.get("RssFile", 0)) * 1024
+                # shared memory (strongroom's read buffers, mapped by its hashing helper too) once
+                shared = max(shared, kib.get("RssShmem", 0) * 1024)
+            self.peak = max(self.peak, private + shared)
 
     def stop(self) -> None:
         self._done.set()

@@ -43,7 +43,7 @@ from strongroom.repository.keys import NONCE_SIZE, TAG_SIZE, keyed_hasher, objec
 from strongroom.storage.backend import Backend, Handle, ObjectType
 
 BATCH_TARGET = 1 << 20
-PACK_TARGET = 16 << 20
+PACK_TARGET = 8 << 20
 INDEX_EVERY_PACKS = 8
 # An index object is written once this many entries wait (or after INDEX_EVERY_PACKS packs), so
 # that readers never decode a huge one: a pack of small records holds a few hundred thousand.

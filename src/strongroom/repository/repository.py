@@ -943,6 +943,7 @@ class SnapshotWriter:
                 stream, on_block=hasher.update, buffers=worker.buffers if worker is not None else 3, hold=2
             )
             block: _Block | None = None
+            blocks_read = 0
             try:
                 for data, starts, ends, number in spans:
                     counter.feed_spans(data, starts, ends)
@@ -962,6 +963,9 @@ class SnapshotWriter:
                         finish_block(waiting)
                     waiting = block
                     del data
+                    blocks_read += 1
+                    if blocks_read % _TRIM_EVERY_BLOCKS == 0:
+                        release_free_memory()
                 if waiting is not None:
                     finish_block(waiting)
             finally:
@@ -1256,6 +1260,8 @@ _WINDOW_SLACK = 64
 # A block with more records than this (and more than half its records) missing from the
 # previous list around their place has them looked up in the whole index.
 _MISSES_LOOKED_UP = 256
+# The threads' freed memory is handed back to the system every this many blocks (~64 MiB read).
+_TRIM_EVERY_BLOCKS = 16
 # A full list longer than this many ids is saved as a chain of at most _LIST_PIECES_MAX objects.
 _LIST_PIECE = 1 << 19
 _LIST_PIECES_MAX = 8
