@@ -155,7 +155,7 @@ class SpooledBytes:
         self._memory = bytearray()
 
 
-SPOOL_MEMORY = 8 << 20
+SPOOL_MEMORY = 1 << 20
 
 Part = BytesLike | SpooledBytes
 
