@@ -537,10 +537,11 @@ class _Prefill:
     """Writes zeros into the output file ahead of the records, in a thread of its own, from the
     start of the restore, so that the page cache holds the file's pages before they are written.
 
-    Giving a file fresh pages of the page cache is the largest system cost of a restore (about
-    1.7 s of 2.9 s of system time for a 1.2 GB dump on a virtual machine whose memory is mapped on
-    first use), and it is serial in the writing threads. Done while the list is located (one
-    busy core), the records then overwrite cached pages (1.2 GB in about 0.15 s). The zeros never
+    Giving a file fresh pages of the page cache is the largest system cost of a restore on a
+    virtual machine whose memory is mapped on first use (written 8 MiB at a time: about 1.7 s of
+    2.9 s of system time for a 1.2 GB dump; 128 KiB at a time, see :data:`WRITE_PIECE`: 0.3-0.6 s),
+    and it is serial in the writing threads. Done while the list is located (one busy core), the
+    records then overwrite cached pages (1.2 GB in about 0.15 s). The zeros never
     land where records were written: the writer claims each range before writing it, which
     waits for a zero write in flight there, and the prefill only writes beyond the claimed
     front, at most :data:`PREFILL_AHEAD` bytes ahead of it (bounding dirty zero pages on a large
