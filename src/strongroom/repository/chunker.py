@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -115,7 +115,7 @@ def record_spans_ahead(
     max_record: int = MAX_RECORD,
     buffers: int | list[Any] = 3,
     hold: int = 1,
-) -> Iterator[tuple[memoryview, np.ndarray, np.ndarray, int]]:
+) -> Generator[tuple[memoryview, np.ndarray, np.ndarray, int], None, None]:
     """As :func:`record_spans`, but a thread reads the next blocks and finds their records
     while the caller works on this one (reading, ``numpy``'s search and ``on_block``
     release the GIL, so this runs on another core). Yields ``(data, starts, ends, buffer)``:

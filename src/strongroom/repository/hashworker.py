@@ -24,12 +24,14 @@ import json
 import mmap
 import struct
 import sys
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 _TASK = struct.Struct("<III")
 _STOP = 0xFFFFFFFF
 
 
-def _read_exactly(stream, size: int) -> bytes | None:  # noqa: ANN001 - a binary stream
+def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
     data = bytearray()
     while len(data) < size:
         piece = stream.read(size - len(data))
@@ -54,7 +56,7 @@ def main() -> int:
     settings = json.loads(start)
     import hashlib
 
-    hashers = []
+    hashers: list[tuple[Callable[[], Any], bool]] = []
     for algorithm, key in settings["keys"]:
         if algorithm == "blake2b":
             hashers.append((hashlib.blake2b(key=bytes.fromhex(key), digest_size=16).copy, False))

@@ -782,7 +782,7 @@ class SnapshotWriter:
                 [("blake2b", self._chunk_key), ("blake3", self._group_key)], READ_SIZE + MAX_RECORD + 1, 3
             )
             self._worker = started if started is not None else False
-        return self._worker or None
+        return self._worker if isinstance(self._worker, HashWorker) else None
 
     def _stop_worker(self) -> None:
         if isinstance(self._worker, HashWorker):
