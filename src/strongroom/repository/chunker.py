@@ -24,7 +24,7 @@ import numpy as np
 import pyfastcdc
 
 MAX_RECORD = 1 << 20
-READ_SIZE = 4 << 20
+READ_SIZE = 2 << 20
 CDC_AVERAGE = 1 << 20
 CDC_MINIMUM = 256 << 10
 CDC_MAXIMUM = 4 << 20
@@ -35,7 +35,7 @@ def _split_block(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The records of ``data[:filled]`` as (starts, ends) and the bytes they consume; the
     rest (an unfinished line, at most ``max_record`` bytes) is carried into the next block.
-    ``mask``: a reusable boolean array of at least ``filled`` items (no new 4 MiB array a block)."""
+    ``mask``: a reusable boolean array of at least ``filled`` items (no new array a block)."""
     raw = np.frombuffer(data, dtype=np.uint8, count=filled)
     if mask is None or len(mask) < filled:
         newlines = raw == 10

@@ -16,6 +16,7 @@ future when the helper died (the backup then fails; no snapshot is written).
 from __future__ import annotations
 
 import collections
+import fcntl
 import json
 import logging
 import mmap
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 _TASK = struct.Struct("<III")
 _STOP = 0xFFFFFFFF
 _SCRIPT = Path(__file__).with_name("hashworker.py")
+_PIPE_SIZE = 1 << 20
 
 
 class HashWorker:
@@ -86,6 +88,13 @@ class HashWorker:
         assert self.process.stdin is not None and self.process.stdout is not None
         self._input: IO[bytes] = self.process.stdin
         self._output: IO[bytes] = self.process.stdout
+        for pipe in (self._input, self._output):
+            # room for a few blocks' tasks and answers, so that submitting never waits for
+            # the helper to finish what it is doing (a 64 KiB pipe holds less than one task)
+            try:
+                fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
+            except OSError:
+                pass
         settings = json.dumps(
             {"keys": [[algorithm, key.hex()] for algorithm, key in self._keys], "buffers": [[fd, self._buffer_size] for fd in numbers]}
         ).encode()

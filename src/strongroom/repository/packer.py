@@ -93,6 +93,10 @@ class PackWriter:
         # the sealing pool, and the one thread that assembles and saves packs in order
         self._sealers = ThreadPoolExecutor(max_workers=SEAL_THREADS, thread_name_prefix="strongroom-seal")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strongroom-pack")
+        # index objects are sorted, sealed and saved by one more thread, after their packs
+        self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strongroom-index")
+        self._index_futures: list[Future[None]] = []
+        self._statistics_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_QUEUED)
         self._futures: list[Future[None]] = []
         self._pack = bytearray()  # the open pack's bytes are its first _pack_size bytes
@@ -111,8 +115,9 @@ class PackWriter:
         self._batch_ids += chunk_id
         self._batch_offsets.append(np.array([len(self._batch)], dtype=np.int64))
         self._batch += data
-        self.statistics.chunks += 1
-        self.statistics.plaintext_bytes += len(data)
+        with self._statistics_lock:
+            self.statistics.chunks += 1
+            self.statistics.plaintext_bytes += len(data)
         if len(self._batch) >= BATCH_TARGET:
             self._submit_batch()
 
@@ -151,8 +156,9 @@ class PackWriter:
             end_list = piece_ends.tolist()
             for run_start, run_end in zip(run_starts, run_ends):
                 self._batch += view[start_list[run_start] : end_list[run_end - 1]]
-            self.statistics.chunks += last - first
-            self.statistics.plaintext_bytes += int(cumulative[last - 1]) - taken_before
+            with self._statistics_lock:
+                self.statistics.chunks += last - first
+                self.statistics.plaintext_bytes += int(cumulative[last - 1]) - taken_before
             first = last
             if len(self._batch) >= BATCH_TARGET:
                 self._submit_batch()
@@ -182,6 +188,9 @@ class PackWriter:
             else:
                 remaining.append(future)
         self._futures = remaining
+        for index_future in list(self._index_futures):
+            if index_future.done():
+                index_future.result()
 
     # --- worker thread ---
 
@@ -235,9 +244,10 @@ class PackWriter:
         with memoryview(self._pack)[: self._pack_size] as stored:
             name = object_name(stored)
             self.backend.save(Handle(ObjectType.DATA, name), stored)
-            self.statistics.stored_bytes += len(stored)
+            with self._statistics_lock:
+                self.statistics.stored_bytes += len(stored)
+                self.statistics.packs += 1
         self._pack_size = 0
-        self.statistics.packs += 1
         pack_number = len(self._saved_packs)
         self._saved_packs.append(name)
         batch_base = sum(len(b) for b in self._saved_batches)
@@ -263,20 +273,25 @@ class PackWriter:
             self._write_index()
 
     def _write_index(self) -> None:
+        """Hand the saved packs' index to the index thread (its packs are saved: the order holds)."""
         if not self._saved_packs:
             return
-        parts = encode_index_parts(self._saved_packs, self._saved_batches, [sorted_entries(self._saved_entries)])
-        self._saved_entries = []
+        packs, batches, entries = self._saved_packs, self._saved_batches, self._saved_entries
+        self._saved_packs, self._saved_batches, self._saved_entries = [], [], []
+        self._index_futures.append(self._indexer.submit(self._save_index, packs, batches, entries))
+
+    def _save_index(self, packs: list[str], batches: list[np.ndarray], entries: list[np.ndarray]) -> None:
+        """Sort, seal and save one index object (on the index thread, in submission order)."""
+        parts = encode_index_parts(packs, batches, [sorted_entries(entries)])
+        del entries
         stored = seal_metadata(INDEX_MAGIC, self.metadata_key, parts)
         del parts
         name = object_name(stored)
         self.backend.save(Handle(ObjectType.INDEX, name), stored)
-        self.statistics.stored_bytes += len(stored)
-        self.statistics.index_objects += 1
+        with self._statistics_lock:
+            self.statistics.stored_bytes += len(stored)
+            self.statistics.index_objects += 1
         self.index_names.append(name)
-        self._saved_packs = []
-        self._saved_batches = []
-        self._saved_entries = []
 
     def _finish(self) -> None:
         self._save_pack()
@@ -294,6 +309,9 @@ class PackWriter:
         futures, self._futures = self._futures, []
         for future in futures:
             future.result()
+        indexes, self._index_futures = self._index_futures, []
+        for index_future in indexes:
+            index_future.result()
 
     def close(self) -> None:
         """Stop the worker without saving what is still open (used on abort)."""
@@ -301,6 +319,7 @@ class PackWriter:
             self._closed = True
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._sealers.shutdown(wait=True, cancel_futures=True)
+            self._indexer.shutdown(wait=True, cancel_futures=True)
             for future in self._futures:
                 if future.done() and not future.cancelled():
                     try:

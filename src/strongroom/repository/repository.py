@@ -1230,7 +1230,7 @@ class _Block:
 # hashes when every record is hashed (the backup's thread also compresses, looks up and packs).
 _CHUNK_KEY_NUMBER = 0
 _GROUP_KEY_NUMBER = 1
-_WORKER_SHARE = 0.6
+_WORKER_SHARE = 0.75
 
 
 def _has_repeats(ids: np.ndarray) -> bool:
@@ -1260,7 +1260,7 @@ _WINDOW_SLACK = 64
 # A block with more records than this (and more than half its records) missing from the
 # previous list around their place has them looked up in the whole index.
 _MISSES_LOOKED_UP = 256
-# The threads' freed memory is handed back to the system every this many blocks (~64 MiB read).
+# The threads' freed memory is handed back to the system every this many blocks (~32 MiB read).
 _TRIM_EVERY_BLOCKS = 16
 # A full list longer than this many ids is saved as a chain of at most _LIST_PIECES_MAX objects.
 _LIST_PIECE = 1 << 19
