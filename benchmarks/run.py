@@ -103,6 +103,14 @@ class TreeMemory:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    @staticmethod
+    def _command(pid: int) -> bytes:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as stream:
+                return stream.read()
+        except OSError:
+            return b""
+
     def _tree(self, pid: int) -> list[int]:
         pids = [pid]
         try:
@@ -110,8 +118,11 @@ class TreeMemory:
                 children = [int(child) for child in stream.read().split()]
         except OSError:
             return pids
+        command = self._command(pid)
         for child in children:
-            pids.extend(self._tree(child))
+            # a child caught between fork and exec still shows its parent's pages: not counted
+            if self._command(child) != command:
+                pids.extend(self._tree(child))
         return pids
 
     def _run(self) -> None:
