@@ -779,7 +779,7 @@ class SnapshotWriter:
         """The run's hashing helper process, started on first use (None where it cannot start)."""
         if self._worker is None:
             started = start_hash_worker(
-                [("blake2b", self._chunk_key), ("blake3", self._group_key)], READ_SIZE + MAX_RECORD + 1, 3
+                [("blake2b", self._chunk_key), ("blake3", self._group_key)], READ_SIZE + MAX_RECORD + 1, 4
             )
             self._worker = started if started is not None else False
         return self._worker if isinstance(self._worker, HashWorker) else None
@@ -893,16 +893,33 @@ class SnapshotWriter:
             size = new_chunks = new_bytes = 0
             worker = self._hash_worker()
 
-            def finish_block(block: _Block) -> None:
-                """Ids, lookups, list, cache and new records of one block (in stream order)."""
-                nonlocal new_chunks, new_bytes
+            def match_block(block: _Block) -> None:
+                """Stage one (in stream order): the groups looked up; with a record cache the changed
+                records are handed to the helper (or hashed here) while later blocks go on."""
                 data, starts, ends, cuts = block.data, block.starts, block.ends, block.cuts
                 if block.groups is not None:
-                    group_hashes = np.frombuffer(block.groups.result(), "S16")
+                    block.group_hashes = np.frombuffer(block.groups.result(), "S16")
                 else:
-                    group_hashes = hash_groups(data, starts, ends, cuts, self._group_key)
+                    block.group_hashes = hash_groups(data, starts, ends, cuts, self._group_key)
+                if stream_state is None:
+                    return
+                block.matched = stream_state.match(starts, cuts, block.group_hashes)
+                changed = block.matched.changed_rows
+                if worker is not None and worker.started and len(changed):
+                    block.rows = worker.submit(block.number, _CHUNK_KEY_NUMBER, starts[changed], ends[changed])
+                else:
+                    block.changed_ids = _hash_records(copy_id_hasher, data, starts[changed], ends[changed])
+
+            def finish_block(block: _Block) -> None:
+                """Stage two (in stream order): ids, lookups, list, cache and new records."""
+                nonlocal new_chunks, new_bytes
+                data, starts, ends, cuts = block.data, block.starts, block.ends, block.cuts
+                group_hashes = block.group_hashes
+                assert group_hashes is not None
                 if stream_state is not None:
-                    ids, base = stream_state.block(data, starts, ends, cuts, group_hashes, copy_id_hasher)
+                    assert block.matched is not None
+                    changed_ids = block.rows.result() if block.rows is not None else block.changed_ids
+                    ids, base = stream_state.complete(block.matched, changed_ids)
                     found = base >= 0
                     missed = np.flatnonzero(~found)
                     if len(missed) > max(_MISSES_LOOKED_UP, len(base) // 2):
@@ -936,11 +953,13 @@ class SnapshotWriter:
                     new_chunks += len(new)
                     new_bytes += int((ends[new] - starts[new]).sum())
 
-            # Blocks are finished one behind: the helper hashes a block's groups (and, without
-            # a cache, most of its records) while this thread finishes the block before it.
-            waiting: _Block | None = None
+            # A block goes through two stages, each a block behind the one before: while this
+            # thread matches block k and finishes block k-1, the helper hashes the groups of
+            # block k+1 and the changed records of block k (without a cache: most records).
+            matching: _Block | None = None
+            finishing: _Block | None = None
             spans = record_spans_ahead(
-                stream, on_block=hasher.update, buffers=worker.buffers if worker is not None else 3, hold=2
+                stream, on_block=hasher.update, buffers=worker.buffers if worker is not None else 4, hold=3
             )
             block: _Block | None = None
             blocks_read = 0
@@ -949,9 +968,9 @@ class SnapshotWriter:
                     counter.feed_spans(data, starts, ends)
                     size += int(ends[-1])
                     cuts = group_ends(np.frombuffer(data, dtype=np.uint8), starts, ends)
-                    block = _Block(data, starts, ends, cuts)
+                    block = _Block(data, starts, ends, cuts, number)
                     # the helper process starts with a stream's second block (small dumps hash here)
-                    if worker is not None and (worker.started or waiting is not None):
+                    if worker is not None and (worker.started or matching is not None):
                         first = np.empty_like(cuts)
                         first[0] = 0
                         first[1:] = cuts[:-1]
@@ -959,18 +978,24 @@ class SnapshotWriter:
                         if stream_state is None:
                             block.split = int(len(starts) * _WORKER_SHARE)
                             block.rows = worker.submit(number, _CHUNK_KEY_NUMBER, starts[: block.split], ends[: block.split])
-                    if waiting is not None:
-                        finish_block(waiting)
-                    waiting = block
+                    if matching is not None:
+                        match_block(matching)
+                    if finishing is not None:
+                        finish_block(finishing)
+                    finishing, matching = matching, block
                     del data
                     blocks_read += 1
                     if blocks_read % _TRIM_EVERY_BLOCKS == 0:
                         release_free_memory()
-                if waiting is not None:
-                    finish_block(waiting)
+                if matching is not None:
+                    match_block(matching)
+                if finishing is not None:
+                    finish_block(finishing)
+                if matching is not None:
+                    finish_block(matching)
             finally:
                 spans.close()  # stops the reading thread, also on an error
-                del waiting, block, spans
+                del matching, finishing, block, spans
         finally:
             if cache is not None:
                 cache.close()
@@ -1221,9 +1246,13 @@ class _Block:
     starts: np.ndarray
     ends: np.ndarray
     cuts: np.ndarray
+    number: int = 0  # the shared buffer holding it
     groups: Future[bytes] | None = None  # the groups' hashes, from the hashing helper
-    rows: Future[bytes] | None = None  # the ids of records [:split], from the hashing helper
+    group_hashes: np.ndarray | None = None
+    rows: Future[bytes] | None = None  # ids from the helper: records [:split], or the changed ones
     split: int = 0
+    matched: _Matched | None = None  # with a record cache, after stage one
+    changed_ids: bytes = b""  # the changed records' ids, when hashed here
 
 
 # The hashing helper's keys (in the order given to it), and the share of a block's records it
@@ -1267,6 +1296,16 @@ _LIST_PIECE = 1 << 19
 _LIST_PIECES_MAX = 8
 
 
+@dataclass
+class _Matched:
+    """A block after its groups were looked up: ids and positions so far, the changed records."""
+
+    ids: np.ndarray
+    positions: np.ndarray
+    changed_rows: np.ndarray
+    windows: list[tuple[int, int]]
+
+
 class _CachedStream:
     """The record-cache path of one record stream: each block's ids and base positions.
 
@@ -1284,10 +1323,9 @@ class _CachedStream:
         self.previous_end = 0  # where the last matched group ended in the previous list
         self.hashed = 0  # records hashed one by one
 
-    def block(
-        self, view: memoryview, starts: np.ndarray, ends: np.ndarray, cuts: np.ndarray, hashes: np.ndarray, copy_hasher: Any
-    ) -> tuple[bytes, np.ndarray]:
-        """(ids of the block's records, their positions in the previous list or -1)."""
+    def match(self, starts: np.ndarray, cuts: np.ndarray, hashes: np.ndarray) -> _Matched:
+        """Stage one of a block (in stream order): groups looked up, the matched records' ids read
+        from the cache; returns what is left: the changed records to hash, and where to look."""
         count = len(starts)
         first = np.empty_like(cuts)
         first[0] = 0
@@ -1310,21 +1348,26 @@ class _CachedStream:
                 row = int(matched_rows[run_start])
                 length = run_end - run_start
                 ids[row : row + length] = np.frombuffer(self.cache.read_ids(int(positions[row]), length), "S16")
+        windows = self._windows(matched, rows)
+        if is_matched.any():
+            last = int(np.flatnonzero(is_matched)[-1])
+            self.previous_end = int(matched[last] + rows[last])
         changed_rows = np.flatnonzero(~row_matched)
+        self.hashed += len(changed_rows)
+        return _Matched(ids, positions, changed_rows, windows)
+
+    def complete(self, matched: _Matched, changed_ids: bytes) -> tuple[bytes, np.ndarray]:
+        """Stage two: with the changed records' ids, (ids of the block's records, their
+        positions in the previous list or -1)."""
+        ids, positions, changed_rows = matched.ids, matched.positions, matched.changed_rows
         if len(changed_rows):
-            changed_ids = np.frombuffer(_hash_records(copy_hasher, view, starts[changed_rows], ends[changed_rows]), "S16")
-            self.hashed += len(changed_rows)
-            ids[changed_rows] = changed_ids
-            positions[changed_rows] = window_positions(self.cache, changed_ids, self._windows(matched, rows))
+            changed = np.frombuffer(changed_ids, "S16")
+            ids[changed_rows] = changed
+            positions[changed_rows] = window_positions(self.cache, changed, matched.windows)
         if self.excluded is not None and len(self.excluded):
             reused = np.flatnonzero(positions >= 0)
             marked, _ = self.excluded.lookup(ids[reused], None)
             positions[reused[marked]] = -1
-        if is_matched.any():
-            last = int(np.flatnonzero(is_matched)[-1])
-            self.previous_end = int(matched[last] + rows[last])
-        elif (positions >= 0).any():
-            self.previous_end = int(positions.max()) + 1
         return ids.tobytes(), positions
 
     def _windows(self, matched: np.ndarray, rows: np.ndarray) -> list[tuple[int, int]]:
