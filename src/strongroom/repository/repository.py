@@ -1068,6 +1068,7 @@ class SnapshotWriter:
             base = self._save_list(idlist.encode_parts(base, depth, done + take, operations, ids))
             done += take
             del ids
+            release_free_memory()
         assert base is not None and done == count
         return base, depth
 
@@ -1157,6 +1158,7 @@ class SnapshotWriter:
         if self._finished:
             raise UsageError("this snapshot is already committed or aborted")
         self._stop_worker()
+        release_free_memory()
         try:
             self.packer.flush()
             self.packer.close()
@@ -1289,8 +1291,9 @@ _WINDOW_SLACK = 64
 # A block with more records than this (and more than half its records) missing from the
 # previous list around their place has them looked up in the whole index.
 _MISSES_LOOKED_UP = 256
-# The threads' freed memory is handed back to the system every this many blocks (~32 MiB read).
-_TRIM_EVERY_BLOCKS = 16
+# The threads' freed memory is handed back to the system every this many blocks (~128 MiB read;
+# each time costs a few milliseconds of page faults, every 16 blocks cost ~8 % of a first backup).
+_TRIM_EVERY_BLOCKS = 64
 # A full list longer than this many ids is saved as a chain of at most _LIST_PIECES_MAX objects.
 _LIST_PIECE = 1 << 19
 _LIST_PIECES_MAX = 8
