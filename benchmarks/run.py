@@ -3,8 +3,9 @@
 Every backup and restore runs as its own child process, reading the same dump file
 on its standard input (strongroom through its Python API in a worker process of this
 script, ``restic backup --stdin``, ``borg create ... -``). For each child the script
-records the wall time, the CPU seconds (user + system, from ``wait4``), the peak
-memory (maximum resident set size) and the bytes the repository grew by (the sum of
+records the wall time, the CPU seconds (user + system of it and its helpers, from
+``wait4``), the peak memory (the larger of its maximum resident set size and the
+sampled sum of its process tree's proportional set sizes) and the bytes the repository grew by (the sum of
 its files' sizes before and after). Day 3 is then restored with each tool to a file
 and compared byte for byte with the dump. Results are printed as Markdown with ratios
 against restic and, with ``--readme``, written to ``benchmarks/README.md``.
@@ -86,15 +87,15 @@ def measure(argv: list[str], *, env: dict[str, str], stdin: Path | None = None, 
             stdout_handle.close()  # type: ignore[union-attr]
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:3])} failed ({process.returncode}): {error.decode(errors='replace')[-2000:]}")
-    # the largest of: the largest single process (wait4), and the sampled sum over the process tree
-    # (a tool with helper processes is charged for all of them)
+    # the largest of: the largest single process's peak RSS (wait4), and the sampled summed PSS
+    # of the process tree (a tool with helper processes is charged for all of them)
     peak = max(usage.ru_maxrss * 1024, sampler.peak)
     return Measurement(wall, usage.ru_utime + usage.ru_stime, peak, 0, output.decode(errors="replace"))
 
 
 class TreeMemory:
-    """Samples the resident memory of a process and its descendants every 20 ms: each one's
-    private and file-backed pages, plus the largest shared-memory share (counted once)."""
+    """Samples the memory of a process and its descendants every 20 ms: the sum of their
+    proportional set sizes (a page shared by several processes counted once in all)."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -127,18 +128,19 @@ class TreeMemory:
 
     def _run(self) -> None:
         while not self._done.wait(0.02):
-            private = shared = 0
+            total = 0
             for pid in self._tree(self.pid):
+                # proportional set size: pages shared between the tool's processes (its helper's
+                # shared read buffers, the same interpreter and libraries) counted once in all
                 try:
-                    with open(f"/proc/{pid}/status") as stream:
-                        fields = dict(line.split(":", 1) for line in stream if line.startswith("Rss"))
+                    with open(f"/proc/{pid}/smaps_rollup") as stream:
+                        for line in stream:
+                            if line.startswith("Pss:"):
+                                total += int(line.split()[1]) * 1024
+                                break
                 except OSError:
                     continue
-                kib = {name: int(value.split()[0]) for name, value in fields.items()}
-                private += (kib.get("RssAnon", 0) + kib.get("RssFile", 0)) * 1024
-                # shared memory (strongroom's read buffers, mapped by its hashing helper too) once
-                shared = max(shared, kib.get("RssShmem", 0) * 1024)
-            self.peak = max(self.peak, private + shared)
+            self.peak = max(self.peak, total)
 
     def stop(self) -> None:
         self._done.set()
@@ -613,8 +615,11 @@ file on standard input: strongroom through its Python API (a worker process of
 `restic backup --stdin` (repository format 2, compression `auto`, password from
 `RESTIC_PASSWORD_FILE`), and `borg create --compression zstd,3 -` (`init -e repokey`,
 default chunker, passphrase through `BORG_PASSCOMMAND`). It measures wall time (MB/s of
-dump), CPU seconds (user + system of the child, from `wait4`), peak memory (the child's
-maximum resident set size) and the bytes the repository directory grew by. After the
+dump), CPU seconds (user + system of the child and its helper processes, from `wait4`),
+peak memory (the larger of the child's maximum resident set size and the sum of the
+proportional set sizes of the child and its helper processes, sampled every 20 ms:
+strongroom's backup runs a hashing helper that shares its read buffers, libraries and
+interpreter, counted once) and the bytes the repository directory grew by. After the
 three days it backs up day 3 again `--repeat` times (default 2): more snapshots over
 the same data, to see whether memory or time grows with the number of snapshots.
 Unless `--working-tree` is given, the strongroom measured is HEAD's `src/` (exported
