@@ -499,7 +499,7 @@ def render(results: dict[str, Any]) -> tuple[str, list[tuple[str, bool, str]]]:
     by = {(row.tool, row.snapshot): row for row in backups}
     seen_days: set[int] = set()
     lines = [
-        "| snapshot | dump | tool | MB/s | vs restic | CPU s | vs restic | peak RSS | vs restic | added to repo | vs restic | vs changed rows (zstd -3) |",
+        "| snapshot | dump | tool | MB/s | vs restic | CPU s | vs restic | peak memory | vs restic | added to repo | vs restic | vs changed rows (zstd -3) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in backups:
@@ -519,7 +519,7 @@ def render(results: dict[str, Any]) -> tuple[str, list[tuple[str, bool, str]]]:
     restic_restore = next((row for row in restores if row.tool == "restic"), None)
     lines += [
         "",
-        "| restore of the last snapshot | seconds | MB/s | vs restic (time) | CPU s | peak RSS |",
+        "| restore of the last snapshot | seconds | MB/s | vs restic (time) | CPU s | peak memory |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in restores:
