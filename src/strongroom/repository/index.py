@@ -224,7 +224,10 @@ def sorted_entries(parts: list[np.ndarray]) -> np.ndarray:
     high, low = split_ids(entries["id"])
     if ascending(high, low):
         return entries
-    ordered: np.ndarray = entries[sort_order(high, low)]
+    order = sort_order(high, low)
+    # gathered as rows of bytes: numpy copies a structured array's items one field at a time
+    rows = np.ascontiguousarray(entries).view(np.uint8).reshape(len(entries), ENTRY_DTYPE.itemsize)
+    ordered: np.ndarray = rows[order].reshape(-1).view(ENTRY_DTYPE)
     return ordered
 
 
