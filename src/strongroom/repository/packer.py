@@ -150,12 +150,10 @@ class PackWriter:
             piece_starts = starts[first:last]
             piece_ends = ends[first:last]
             breaks = np.flatnonzero(piece_starts[1:] != piece_ends[:-1]) + 1
-            run_starts = np.concatenate(([0], breaks)).tolist()
-            run_ends = np.concatenate((breaks, [last - first])).tolist()
-            start_list = piece_starts.tolist()
-            end_list = piece_ends.tolist()
-            for run_start, run_end in zip(run_starts, run_ends):
-                self._batch += view[start_list[run_start] : end_list[run_end - 1]]
+            run_firsts = piece_starts[np.concatenate(([0], breaks))].tolist()
+            run_lasts = piece_ends[np.concatenate((breaks, [last - first])) - 1].tolist()
+            for run_first, run_last in zip(run_firsts, run_lasts):
+                self._batch += view[run_first:run_last]
             with self._statistics_lock:
                 self.statistics.chunks += last - first
                 self.statistics.plaintext_bytes += int(cumulative[last - 1]) - taken_before
