@@ -1268,7 +1268,8 @@ def _has_repeats(ids: np.ndarray) -> bool:
     """Whether some id (S16) appears twice (a quick test of the first halves first)."""
     if len(ids) < 2:
         return False
-    high = np.sort(np.ascontiguousarray(ids).view(">u8")[::2])
+    high = np.ascontiguousarray(ids).view("<u8")[::2].copy()  # native order: equality is all that counts
+    high.sort()
     if not (high[1:] == high[:-1]).any():
         return False
     return len(np.unique(ids)) != len(ids)
