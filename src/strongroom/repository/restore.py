@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from strongroom.repository.repository import Repository
 
-WRITE_BUFFER = 8 << 20
+WRITE_BUFFER = 2 << 20
 WRITE_QUEUE = 2  # buffers waiting for the hasher thread
 WRITE_THREADS = 2  # threads writing buffers into the output file
 PREFETCH = 6  # batches (about 1 MiB of plaintext each) fetched ahead
