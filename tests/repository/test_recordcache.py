@@ -258,3 +258,26 @@ def test_an_unwritable_cache_folder_costs_only_speed(tmp_path: Path, caplog: pyt
     assert "record cache" in caplog.text
     assert statistics.hashed_records == statistics.chunks and statistics.new_chunks == changed
     assert _restored(setup, tmp_path) == b"".join(lines)
+
+
+def test_a_cache_write_failure_mid_stream_costs_only_speed(setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    lines = synthetic_dump(20000)
+    original = recordcache.RecordCacheWriter.add
+    calls = []
+
+    def full_disk(self, ids, hashes, cuts):  # noqa: ANN001, ANN202 - stands for add
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return original(self, ids, hashes, cuts)
+
+    monkeypatch.setattr(recordcache.RecordCacheWriter, "add", full_disk)
+    with caplog.at_level(logging.WARNING):
+        with setup.writer().begin_snapshot() as writer:
+            writer.add_record_stream("database.sql", io.BytesIO(b"".join(lines)), kind="mariadb-dump")
+            writer.commit()
+    assert "No space left" in caplog.text
+    assert len(calls) >= 2, "the dump spans several blocks"
+    assert not list((setup.root / "cache").rglob("records-*")), "no partial cache is installed"
+    assert _restored(setup, tmp_path) == b"".join(lines)

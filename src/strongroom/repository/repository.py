@@ -912,7 +912,7 @@ class SnapshotWriter:
 
             def finish_block(block: _Block) -> None:
                 """Stage two (in stream order): ids, lookups, list, cache and new records."""
-                nonlocal new_chunks, new_bytes
+                nonlocal new_chunks, new_bytes, cache_writer
                 data, starts, ends, cuts = block.data, block.starts, block.ends, block.cuts
                 group_hashes = block.group_hashes
                 assert group_hashes is not None
@@ -939,7 +939,14 @@ class SnapshotWriter:
                         found, base = np.zeros(len(starts), dtype=bool), np.full(len(starts), -1, dtype=np.int64)
                     builder.feed(base, ids)
                 if cache_writer is not None:
-                    cache_writer.add(ids, group_hashes, cuts)
+                    try:
+                        cache_writer.add(ids, group_hashes, cuts)
+                    except OSError as error:  # a full or broken cache disk costs the next run time only
+                        log.warning("cannot write the record cache of %s (%s): the next backup hashes every record",
+                                    name, error.strerror)
+                        cache_writer.discard()
+                        self._caches.remove(cache_writer)
+                        cache_writer = None
                 id_array = np.frombuffer(ids, "S16")
                 new = np.flatnonzero(~found)
                 if len(new):
