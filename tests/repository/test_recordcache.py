@@ -281,3 +281,27 @@ def test_a_cache_write_failure_mid_stream_costs_only_speed(setup: Setup, tmp_pat
     assert len(calls) >= 2, "the dump spans several blocks"
     assert not list((setup.root / "cache").rglob("records-*")), "no partial cache is installed"
     assert _restored(setup, tmp_path) == b"".join(lines)
+
+
+def test_a_cache_cut_short_during_the_backup_fails_it_clearly(setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from strongroom.errors import RepositoryError
+
+    lines = synthetic_dump(20000)
+    _backup(setup, b"".join(lines))
+    original = recordcache.RecordCache.open.__func__  # type: ignore[attr-defined]
+
+    def open_then_cut(cls, context, list_name):  # noqa: ANN001, ANN202 - stands for open
+        cache = original(cls, context, list_name)
+        os.truncate(context.path, 16 * 100)  # checked when opened, cut while in use
+        return cache
+
+    monkeypatch.setattr(recordcache.RecordCache, "open", classmethod(open_then_cut))
+    changed, _ = _change_day(lines, seed=51)
+    with pytest.raises(RepositoryError, match="record cache") as raised:
+        _backup(setup, b"".join(changed))
+    assert "delete" in (raised.value.hint or "")
+    assert len(setup.writer().list_snapshots().snapshots) == 1
+    monkeypatch.undo()
+    statistics = _backup(setup, b"".join(changed))  # the cut cache fails its check: a slower backup
+    assert statistics.hashed_records == statistics.chunks
+    assert _restored(setup, tmp_path) == b"".join(changed)

@@ -39,6 +39,7 @@ from pathlib import Path
 import blake3
 import numpy as np
 
+from strongroom.errors import RepositoryError
 from strongroom.repository.keys import ID_SIZE
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,9 @@ class CacheContext:
 class RecordCache:
     """A validated cache file, open for reading: the group table in memory, ids read on demand."""
 
-    def __init__(self, descriptor: int, list_name: str, count: int, groups: np.ndarray) -> None:
+    def __init__(self, descriptor: int, list_name: str, count: int, groups: np.ndarray, path: Path | None = None) -> None:
         self._descriptor = descriptor
+        self.path = path
         self.list_name = list_name
         self.count = count
         self.groups = groups
@@ -215,7 +217,7 @@ class RecordCache:
             return None
         groups_bytes = os.pread(descriptor, group_count * GROUP_DTYPE.itemsize, count * ID_SIZE)
         groups = np.frombuffer(groups_bytes, GROUP_DTYPE, group_count)
-        return cls(descriptor, list_name, count, groups)
+        return cls(descriptor, list_name, count, groups, context.path)
 
     def close(self) -> None:
         if self._descriptor >= 0:
@@ -223,11 +225,23 @@ class RecordCache:
             self._descriptor = -1
 
     def read_ids(self, start: int, count: int) -> bytes:
-        """Ids ``start`` to ``start + count`` of the cached list (16 bytes each). Raises OSError."""
+        """Ids ``start`` to ``start + count`` of the cached list (16 bytes each).
+
+        Raises RepositoryError when the file cannot be read (it was checked when opened, so
+        only a disk error or someone changing it during the backup does that)."""
         wanted = count * ID_SIZE
-        data = os.pread(self._descriptor, wanted, start * ID_SIZE)
+        try:
+            data = os.pread(self._descriptor, wanted, start * ID_SIZE)
+        except OSError as error:
+            data = b""
+            reason = error.strerror or "read error"
+        else:
+            reason = "it was truncated while in use"
         if len(data) != wanted:
-            raise OSError(5, "the record cache was truncated while in use")
+            raise RepositoryError(
+                f"cannot read the record cache ({reason})",
+                hint=f"delete {self.path} (the next backup rebuilds it) and run the backup again",
+            )
         return data
 
     def match(self, hashes: np.ndarray, rows: np.ndarray) -> np.ndarray:
