@@ -442,6 +442,7 @@ def run_benchmark(work: Path, tools: list[str], repeat: int, log: Any, source: P
         size = dumps[day].stat().st_size
         for name, tool in instances.items():
             before = tree_bytes(tool.repository)
+            os.sync()  # the previous tool's writes reach the disk before this one is timed
             result = tool.backup(dumps[day], number)
             row = Row(name, number, day, size, result.wall, result.cpu, result.peak_rss, tree_bytes(tool.repository) - before)
             backups.append(row)
@@ -454,6 +455,7 @@ def run_benchmark(work: Path, tools: list[str], repeat: int, log: Any, source: P
     restores: list[Row] = []
     for name, tool in instances.items():
         target = scratch / f"restored-{name}.sql"
+        os.sync()
         result = tool.restore(last, target)
         if file_digest(target) != expected:
             raise RuntimeError(f"{name} restored snapshot {last} with different content")
@@ -626,7 +628,8 @@ Unless `--working-tree` is given, the strongroom measured is HEAD's `src/` (expo
 with `git archive`), so uncommitted edits do not leak into the numbers. It then
 restores the last snapshot with `restore_component`, `restic restore` and `borg extract`
 into a file and checks it is identical to the dump. The dump files are in the page
-cache for every tool. The machine is shared with other work, so wall times (MB/s) of
+cache for every tool, and every backup and restore starts after `sync` (no tool waits
+for the previous one's writes). The machine is shared with other work, so wall times (MB/s) of
 a single run vary by tens of percent; CPU seconds and bytes vary much less.
 
 ## Results
