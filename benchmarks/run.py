@@ -452,17 +452,25 @@ def run_benchmark(work: Path, tools: list[str], repeat: int, log: Any, source: P
                 f"peak {row.peak_rss / MIB:6.0f} MiB  added {row.added / MB:9.2f} MB")
     last, last_day = schedule[-1]
     expected = file_digest(dumps[last_day])
-    restores: list[Row] = []
-    for name, tool in instances.items():
-        target = scratch / f"restored-{name}.sql"
-        os.sync()
-        result = tool.restore(last, target)
-        if file_digest(target) != expected:
-            raise RuntimeError(f"{name} restored snapshot {last} with different content")
-        restores.append(Row(name, last, last_day, target.stat().st_size, result.wall, result.cpu, result.peak_rss, 0))
-        target.unlink()
-        log(f"restore snapshot {last} {name:10s} {result.wall:6.1f} s  cpu {result.cpu:6.1f} s  "
-            f"peak {result.peak_rss / MIB:6.0f} MiB (identical)")
+    # Each tool restores twice, the second round in reverse order, and the faster run counts:
+    # the first process to touch memory after the backups pays for pages the virtual machine
+    # handed back to its host (seconds of system time here), which favoured whoever came second.
+    best: dict[str, Row] = {}
+    for round_names in (list(instances), list(reversed(instances))):
+        for name in round_names:
+            tool = instances[name]
+            target = scratch / f"restored-{name}.sql"
+            os.sync()
+            result = tool.restore(last, target)
+            if file_digest(target) != expected:
+                raise RuntimeError(f"{name} restored snapshot {last} with different content")
+            row = Row(name, last, last_day, target.stat().st_size, result.wall, result.cpu, result.peak_rss, 0)
+            if name not in best or row.wall < best[name].wall:
+                best[name] = row
+            target.unlink()
+            log(f"restore snapshot {last} {name:10s} {result.wall:6.1f} s  cpu {result.cpu:6.1f} s  "
+                f"peak {result.peak_rss / MIB:6.0f} MiB (identical)")
+    restores: list[Row] = [best[name] for name in instances]
     return {
         "prepared": prepared,
         "backups": [asdict(row) for row in backups],
@@ -627,7 +635,10 @@ the same data, to see whether memory or time grows with the number of snapshots.
 Unless `--working-tree` is given, the strongroom measured is HEAD's `src/` (exported
 with `git archive`), so uncommitted edits do not leak into the numbers. It then
 restores the last snapshot with `restore_component`, `restic restore` and `borg extract`
-into a file and checks it is identical to the dump. The dump files are in the page
+into a file and checks it is identical to the dump, twice per tool (the second round in
+reverse order; the faster run counts: on this virtual machine the first process to touch
+memory after the backups pays seconds of system time for pages handed back to the host,
+which favoured whichever tool restored second). The dump files are in the page
 cache for every tool, and every backup and restore starts after `sync` (no tool waits
 for the previous one's writes). The machine is shared with other work, so wall times (MB/s) of
 a single run vary by tens of percent; CPU seconds and bytes vary much less.
