@@ -182,6 +182,14 @@ class Tool:
         self.root.mkdir(parents=True, mode=0o700)
         self.repository = self.root / "repo"
 
+    def new_password_file(self) -> Path:
+        """A new random repository password in ``password`` under the tool's folder, created mode 0600."""
+        path = self.root / "password"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as stream:
+            stream.write(secrets.token_urlsafe(24))
+        return path
+
     def environment(self) -> dict[str, str]:
         """The child's environment (no secret values, only file names)."""
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root), "LANG": "C.UTF-8"}
@@ -257,9 +265,7 @@ class Restic(Tool):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.password_file = self.root / "password"
-        self.password_file.write_text(secrets.token_urlsafe(24))
-        self.password_file.chmod(0o600)
+        self.password_file = self.new_password_file()
 
     def environment(self) -> dict[str, str]:
         return {
@@ -298,9 +304,7 @@ class Borg(Tool):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.password_file = self.root / "password"
-        self.password_file.write_text(secrets.token_urlsafe(24))
-        self.password_file.chmod(0o600)
+        self.password_file = self.new_password_file()
 
     def environment(self) -> dict[str, str]:
         return {

@@ -40,6 +40,7 @@ import blake3
 import numpy as np
 
 from strongroom.errors import RepositoryError
+from strongroom.repository.index import SortedIds, sort_order, split_ids
 from strongroom.repository.keys import ID_SIZE
 
 log = logging.getLogger(__name__)
@@ -126,11 +127,6 @@ def hash_groups(view: memoryview, starts: np.ndarray, ends: np.ndarray, cuts: np
     return np.frombuffer(bytes(digests), "S16")
 
 
-def _split(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    halves = np.ascontiguousarray(ids).view(">u8").reshape(-1, 2)
-    return halves[:, 0], halves[:, 1]
-
-
 def cache_path(directory: Path, name_key: bytes, component: str) -> Path:
     """Where the cache of component ``component`` lives (its name hashed: no path tricks)."""
     return directory / f"records-{blake3.blake3(component.encode(), key=name_key).hexdigest()[:32]}"
@@ -164,9 +160,7 @@ class RecordCache:
         self.list_name = list_name
         self.count = count
         self.groups = groups
-        self._high: np.ndarray
-        self._low: np.ndarray
-        self._high, self._low = _split(groups["hash"]) if len(groups) else (np.empty(0, np.uint64), np.empty(0, np.uint64))
+        self._hashes = SortedIds(*split_ids(groups["hash"]))  # written sorted by hash
 
     @classmethod
     def open(cls, context: CacheContext, list_name: str) -> RecordCache | None:
@@ -250,13 +244,9 @@ class RecordCache:
         result = np.full(len(hashes), -1, dtype=np.int64)
         if len(self.groups) == 0 or len(hashes) == 0:
             return result
-        high, low = _split(hashes)
-        places = np.searchsorted(self._high, high)
-        inside = places < len(self._high)
-        clipped = np.minimum(places, len(self._high) - 1)
-        hit = inside & (self._high[clipped] == high) & (self._low[clipped] == low)
-        hit &= self.groups["rows"][clipped] == rows
-        result[hit] = self.groups["start"][clipped[hit]].astype(np.int64)
+        places, found = self._hashes.find(*split_ids(hashes))
+        hit = found & (self.groups["rows"][places] == rows)
+        result[hit] = self.groups["start"][places[hit]].astype(np.int64)
         return result
 
 
@@ -298,8 +288,7 @@ class RecordCacheWriter:
         groups = np.concatenate(self._groups) if self._groups else np.empty(0, GROUP_DTYPE)
         self._groups.clear()
         if len(groups):
-            high, low = _split(groups["hash"])
-            groups = groups[np.lexsort((low, high))]
+            groups = groups[sort_order(*split_ids(groups["hash"]))]
         tail = _FOOTER.pack(MAGIC, VERSION, bytes.fromhex(list_name), self.count, len(groups))
         for part in (groups.tobytes(), tail):
             self._mac.update(part)
@@ -345,25 +334,9 @@ def window_positions(cache: RecordCache, ids: np.ndarray, windows: list[tuple[in
         return result
     window_ids = np.frombuffer(b"".join(pieces), "S16")
     where = np.concatenate(offsets)
-    high, low = _split(window_ids)
-    # sorted by first halves only: equal first halves of different ids are handled below
-    order = np.argsort(high)
-    high, low, where = high[order], low[order], where[order]
-    wanted_high, wanted_low = _split(ids)
-    places = np.searchsorted(high, wanted_high)
-    clipped = np.minimum(places, len(high) - 1)
+    high, low = split_ids(window_ids)
+    order = sort_order(high, low)
+    rows, found = SortedIds(high[order], low[order]).find(*split_ids(ids))
     # an id found at several places: any of them holds the same record
-    hit = (places < len(high)) & (high[clipped] == wanted_high)
-    if hit.any():
-        # equal first halves with different second halves are astronomically rare: check each candidate run
-        exact = hit & (low[clipped] == wanted_low)
-        for row in np.flatnonzero(hit & ~exact).tolist():
-            place = int(places[row])
-            while place < len(high) and high[place] == wanted_high[row]:
-                if low[place] == wanted_low[row]:
-                    exact[row] = True
-                    clipped[row] = place
-                    break
-                place += 1
-        result[exact] = where[clipped[exact]]
+    result[found] = where[order][rows[found]]
     return result

@@ -294,9 +294,7 @@ class Repository:
     # --- creation and opening ---
 
     @classmethod
-    def init(
-        cls, backend: Backend, *, recipients: list[str], cache_dir: Path | None = None
-    ) -> tuple[Repository, WriterKey]:
+    def init(cls, backend: Backend, *, recipients: list[str]) -> tuple[Repository, WriterKey]:
         """Create a repository on an empty ``backend``: the keys object and the signed config.
 
         Returns the repository and the new writer key (the caller saves it, mode 0600).
@@ -343,7 +341,6 @@ class Repository:
             repository_id=repository_id,
             keys_object=keys_name,
             writer_key=writer,
-            cache_dir=cache_dir,
         )
         return repository, writer
 
