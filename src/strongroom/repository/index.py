@@ -262,6 +262,7 @@ def _search_in_order(haystack: np.ndarray, needles: np.ndarray, keys: np.ndarray
 
 
 _BUCKETED_SIZE = 1 << 16  # sets at least this large are searched through a bucket table
+_DIRECT_SEARCH = 2048  # at most this many ids are searched one by one (no sort, no bucket walk)
 _BUCKET_LIMIT = 64  # a set with a fuller bucket is searched by binary search
 
 
@@ -307,8 +308,11 @@ class SortedIds:
         return table
 
     def _search(self, high: np.ndarray, order: np.ndarray | None) -> np.ndarray:
-        """``np.searchsorted(self.high, high)``: through the bucket table when there is one (a
-        couple of memory reads an id instead of a binary search), else searching in ascending order."""
+        """``np.searchsorted(self.high, high)``: directly for a few ids, through the bucket table
+        when there is one (a couple of memory reads an id instead of a binary search), else
+        searching in ascending order."""
+        if len(high) <= _DIRECT_SEARCH:  # a few needles: one plain binary search each is cheapest
+            return np.searchsorted(self.high, high)
         table = self._bucket_table()
         if table is None:
             return _search_in_order(self.high, high, high, order)

@@ -335,7 +335,8 @@ def window_positions(cache: RecordCache, ids: np.ndarray, windows: list[tuple[in
     window_ids = np.frombuffer(b"".join(pieces), "S16")
     where = np.concatenate(offsets)
     high, low = split_ids(window_ids)
-    order = sort_order(high, low)
+    # sorted by first halves only: SortedIds.find walks a run of equal first halves
+    order = np.argsort(high)
     rows, found = SortedIds(high[order], low[order]).find(*split_ids(ids))
     # an id found at several places: any of them holds the same record
     result[found] = where[order][rows[found]]
