@@ -38,6 +38,26 @@ def test_secret_in_argv_is_refused() -> None:
         execute.run(["echo", "--password=topsecret-value"], secrets=["topsecret-value"])
 
 
+@pytest.mark.parametrize(
+    "argument",
+    ["--password=secret", "-psecret", "secret", "mysql://user:secret@db/passbolt", "a,secret,b", "--x='secret'"],
+)
+def test_short_secret_as_a_value_is_refused(argument: str) -> None:
+    with pytest.raises(CommandError, match="secret would appear"):
+        execute.run(["echo", argument], secrets=["secret"])
+
+
+def test_short_secret_inside_an_unrelated_word_is_allowed() -> None:
+    """A short password such as "secret" must not stop a command because a folder name contains it."""
+    argv = ["echo", "--defaults-extra-file=/tmp/strongroom-secret-ab12/client.cnf", "secretive", "topsecrets"]
+    assert execute.run(argv, secrets=["secret"]).returncode == 0
+
+
+def test_long_secret_is_refused_anywhere() -> None:
+    with pytest.raises(CommandError, match="secret would appear"):
+        execute.run(["echo", "-xprefix-Zq8vR2mT9wLk4-suffix"], secrets=["Zq8vR2mT9wLk4"])
+
+
 def test_registered_secret_is_masked_everywhere() -> None:
     execute.register_secret("registered-secret-42")
     assert execute.mask("x registered-secret-42 y") == f"x {execute.MASK} y"

@@ -112,6 +112,36 @@ def _describe(argv: Sequence[str], secrets: Sequence[str]) -> str:
     return mask(" ".join(str(a) for a in argv), secrets)
 
 
+# A secret this long is refused anywhere inside an argument; a shorter one only where
+# it stands as a value of its own (see _secret_in_argument), so that a short password
+# such as "secret" does not stop a command whose temporary folder is named
+# "strongroom-secret-...".
+_SUBSTRING_SECRET_LENGTH = 12
+_VALUE_DELIMITERS = frozenset("=:@/,;&?#'\" \t")
+
+
+def _secret_in_argument(secret: str, argument: str) -> bool:
+    """Whether ``argument`` carries ``secret`` as a value a reader of ``ps`` would see.
+
+    Long secrets count anywhere. Shorter ones count when they are the whole argument,
+    glued to a one-letter option (``-pSECRET``), or bounded on both sides by the
+    delimiters of options, URLs and lists (``--password=SECRET``, ``user:SECRET@host``).
+    """
+    if len(secret) >= _SUBSTRING_SECRET_LENGTH:
+        return secret in argument
+    if argument == secret or (len(argument) == len(secret) + 2 and argument[0] == "-" and argument.endswith(secret)):
+        return True
+    start = argument.find(secret)
+    while start >= 0:
+        end = start + len(secret)
+        before = start == 0 or argument[start - 1] in _VALUE_DELIMITERS
+        after = end == len(argument) or argument[end] in _VALUE_DELIMITERS
+        if before and after:
+            return True
+        start = argument.find(secret, start + 1)
+    return False
+
+
 def _check_argv(argv: Sequence[str], secrets: Sequence[str]) -> None:
     """Refuse to run a command whose arguments contain a secret: that is a bug."""
     with _registered_lock:
@@ -119,7 +149,7 @@ def _check_argv(argv: Sequence[str], secrets: Sequence[str]) -> None:
     candidates.update(s for s in secrets if s and len(s) >= 4)
     for arg in argv:
         for secret in candidates:
-            if secret in str(arg):
+            if _secret_in_argument(secret, str(arg)):
                 raise CommandError(
                     f"refusing to run {Path(str(argv[0])).name}: a secret would appear in its argument list",
                     program=str(argv[0]),
