@@ -147,11 +147,12 @@ def _check_argv(argv: Sequence[str], secrets: Sequence[str]) -> None:
     with _registered_lock:
         candidates = set(_registered_secrets)
     candidates.update(s for s in secrets if s and len(s) >= 4)
-    for arg in argv:
+    for position, arg in enumerate(argv):
         for secret in candidates:
             if _secret_in_argument(secret, str(arg)):
                 raise CommandError(
-                    f"refusing to run {Path(str(argv[0])).name}: a secret would appear in its argument list",
+                    f"refusing to run {Path(str(argv[0])).name}: a secret would appear in its argument list"
+                    f" (argument {position}, a secret of {len(secret)} characters)",
                     program=str(argv[0]),
                     hint="this is a bug in strongroom: please report it",
                 )
