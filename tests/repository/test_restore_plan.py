@@ -14,7 +14,7 @@ from repository_helpers import Setup, secret_row, synthetic_dump
 
 from strongroom.errors import IntegrityError
 from strongroom.repository import restore
-from strongroom.repository.index import sort_order, split_ids
+from strongroom.repository.index import sort_in_two, sort_order, split_ids
 from strongroom.storage.backend import Handle, ObjectType
 
 
@@ -230,6 +230,23 @@ def test_sort_order_with_ids_sharing_their_first_bits() -> None:
     high[5000:5100] = high[4900:5000]  # equal highs, lows in any order
     high[6000:6100], low[6000:6100] = high[7000:7100], low[7000:7100]  # exact duplicates
     assert np.array_equal(sort_order(high, low), np.lexsort((low, high)))
+
+
+def test_sort_order_of_a_long_list_sorted_in_two_threads() -> None:
+    """Past the two-thread size the keys are partitioned and their halves sorted apart; the
+    order must still be lexsort's, also for ids tied in their first bits across the middle."""
+    generator = np.random.default_rng(12)
+    count = (1 << 20) + 12345
+    high = generator.integers(0, 2**64 - 1, count, dtype=np.uint64)
+    low = generator.integers(0, 2**64 - 1, count, dtype=np.uint64)
+    middle_value = np.sort(high)[count // 2]
+    high[:500] = middle_value  # a run of equal first halves straddling the partition point
+    high[600:700], low[600:700] = high[800:900], low[800:900]  # exact duplicates
+    assert np.array_equal(sort_order(high, low), np.lexsort((low, high)))
+    keys = generator.integers(0, 2**64 - 1, count, dtype=np.uint64)
+    expected = np.sort(keys)
+    sort_in_two(keys)
+    assert np.array_equal(keys, expected)
 
 
 @pytest.mark.parametrize("size_given", ["right", "larger", "smaller", "none"])
