@@ -32,6 +32,7 @@ from strongroom.errors import StrongroomError
 from strongroom.repository.format import (
     BATCH_DTYPE,
     ENTRY_DTYPE,
+    ID_TABLE_LEVEL,
     INDEX_MAGIC,
     batch_associated_data,
     compress,
@@ -282,7 +283,7 @@ class PackWriter:
         """Sort, seal and save one index object (on the index thread, in submission order)."""
         parts = encode_index_parts(packs, batches, [sorted_entries(entries)])
         del entries
-        stored = seal_metadata(INDEX_MAGIC, self.metadata_key, parts)
+        stored = seal_metadata(INDEX_MAGIC, self.metadata_key, parts, level=ID_TABLE_LEVEL)
         del parts
         name = object_name(stored)
         self.backend.save(Handle(ObjectType.INDEX, name), stored)

@@ -32,7 +32,7 @@ import numpy as np
 
 from strongroom.errors import IntegrityError, ObjectNotFound, PermanentStorageError, RepositoryError, UsageError
 from strongroom.repository import idlist
-from strongroom.repository.format import INDEX_MAGIC, PACK_HEADER_SIZE, parse_pack_header, seal_metadata
+from strongroom.repository.format import ID_TABLE_LEVEL, INDEX_MAGIC, PACK_HEADER_SIZE, parse_pack_header, seal_metadata
 from strongroom.repository.index import IndexObject, RepositoryIndex
 from strongroom.repository.keys import object_name
 from strongroom.repository.lock import STALE_SECONDS, LockInfo, list_locks
@@ -505,7 +505,7 @@ def execute_plan(
         survivors = [without_packs(obj, dead["data"]) for _, obj in affected]
         merged = _concatenate(survivors)
         if merged is not None:
-            stored = seal_metadata(INDEX_MAGIC, repository.writer_key.metadata_key, merged.encode_parts())
+            stored = seal_metadata(INDEX_MAGIC, repository.writer_key.metadata_key, merged.encode_parts(), level=ID_TABLE_LEVEL)
             name = object_name(stored)
             repository.backend.save(Handle(ObjectType.INDEX, name), stored)
             result.index_written.append(name)

@@ -57,6 +57,7 @@ from strongroom.repository.format import (
     CONFIG_MAGIC,
     CONFIG_SIGNATURE_DOMAIN,
     FORMAT_VERSION,
+    ID_TABLE_LEVEL,
     INDEX_MAGIC,
     LIST_MAGIC,
     canonical_json,
@@ -1046,7 +1047,7 @@ class SnapshotWriter:
 
     def _save_list(self, parts: list[Any]) -> str:
         """Seal and save a list object's payload parts; return its name. Raises StorageError."""
-        stored = seal_metadata(LIST_MAGIC, self.writer_key.metadata_key, parts)
+        stored = seal_metadata(LIST_MAGIC, self.writer_key.metadata_key, parts, level=ID_TABLE_LEVEL)
         name = object_name(stored)
         self.repository.backend.save(Handle(ObjectType.LISTS, name), stored)
         return name
