@@ -98,3 +98,39 @@ def test_known_ids_find_what_this_run_added_across_merged_levels() -> None:
     assert (base == -1).all()
     assert everything[17].tobytes() in known and generator.randbytes(16) not in known
 
+
+
+def test_large_metadata_opens_into_arrays_and_bad_frames_are_refused() -> None:
+    """Large list and index objects are decrypted and decompressed into numpy arrays; the
+    result equals the plain path's, and a frame shorter or longer than it declares, or a
+    damaged one, is an IntegrityError (never a short or padded payload)."""
+    import os
+
+    import zstandard
+
+    from strongroom.repository.format import (
+        LIST_MAGIC,
+        decompress_array,
+        open_metadata,
+        open_metadata_array,
+        seal_metadata,
+    )
+
+    key = os.urandom(32)
+    payload = os.urandom(3 << 20) + bytes(1 << 20)
+    stored = bytes(seal_metadata(LIST_MAGIC, key, payload))
+    opened = open_metadata_array(LIST_MAGIC, key, stored, "a list")
+    assert isinstance(opened, np.ndarray) and bytes(opened) == payload == open_metadata(LIST_MAGIC, key, stored, "a list")
+    forged = bytearray(stored)
+    forged[len(forged) // 2] ^= 1
+    with pytest.raises(IntegrityError, match="does not authenticate"):
+        open_metadata_array(LIST_MAGIC, key, bytes(forged), "a list")
+
+    frame = zstandard.ZstdCompressor(level=1).compress(payload)
+    assert bytes(decompress_array(frame, "x")) == payload
+    with pytest.raises(IntegrityError, match="shorter than its frame|does not decompress"):
+        decompress_array(frame[: len(frame) // 2], "x")
+    with pytest.raises(IntegrityError, match="longer than its frame|does not decompress"):
+        decompress_array(frame + zstandard.ZstdCompressor(level=1).compress(b"more"), "x")
+    with pytest.raises(IntegrityError, match="does not decompress"):
+        decompress_array(b"not a zstd frame at all", "x")

@@ -54,7 +54,7 @@ def test_composed_chains_give_the_applied_list(seed: int) -> None:
     generator = random.Random(seed)
     for _ in range(150):
         objects, top = _chain(generator, generator.randint(0, 5))
-        assert idlist.materialize(top, objects.__getitem__) == _applied(objects, top)
+        assert bytes(idlist.materialize(top, objects.__getitem__)) == bytes(_applied(objects, top))
 
 
 def _replace(objects: dict[str, idlist.IdList], name: str, operations: list[int], literals: bytes, count: int) -> None:

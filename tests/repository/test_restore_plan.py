@@ -97,7 +97,7 @@ def test_pieces_of_a_list_are_the_list(setup: Setup) -> None:
     whole = idlist.materialize(listed, reader.load_list)
     pieces = list(idlist.materialize_pieces(listed, reader.load_list, piece_ids=1000))
     assert len(pieces) > 3
-    assert b"".join(pieces) == whole
+    assert b"".join(pieces) == bytes(whole)
     assert len(whole) // 16 == reader.load_snapshot("latest").component("database.sql")["chunks"]
 
 

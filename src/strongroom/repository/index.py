@@ -62,7 +62,7 @@ class IndexObject:
         return encode_index_parts(self.packs, [self.batches], [self.entries])
 
     @classmethod
-    def decode(cls, payload: bytes, what: str) -> IndexObject:
+    def decode(cls, payload: bytes | np.ndarray, what: str) -> IndexObject:
         """Parse an index payload. Raises IntegrityError when it is inconsistent."""
         if len(payload) < _COUNTS.size:
             raise IntegrityError(f"{what} is truncated")
@@ -73,7 +73,7 @@ class IndexObject:
         entries_end = batches_end + ENTRY_DTYPE.itemsize * entry_count
         if entries_end != len(payload):
             raise IntegrityError(f"{what} has an inconsistent layout")
-        packs = [payload[p : p + 32].hex() for p in range(position, names_end, 32)]
+        packs = [bytes(payload[p : p + 32]).hex() for p in range(position, names_end, 32)]
         batches = np.frombuffer(payload, BATCH_DTYPE, batch_count, names_end)
         entries = np.frombuffer(payload, ENTRY_DTYPE, entry_count, batches_end)
         if batch_count and int(batches["pack"].max()) >= pack_count:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import blake3
+import numpy as np
 import pyrage
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -89,6 +90,20 @@ def unseal(key: bytes, sealed: bytes | memoryview, associated: bytes, what: str)
         return ChaCha20Poly1305(key).decrypt(bytes(sealed[:NONCE_SIZE]), memoryview(sealed)[NONCE_SIZE:], associated)
     except InvalidTag:
         raise IntegrityError(f"{what} does not authenticate: it is damaged or forged") from None
+
+
+def unseal_array(key: bytes, sealed: bytes | memoryview, associated: bytes, what: str) -> np.ndarray:
+    """:func:`unseal` into a numpy array (uint8): large arrays get huge pages, bytes do not.
+    Raises IntegrityError naming ``what`` when it does not authenticate."""
+    if len(sealed) < NONCE_SIZE + TAG_SIZE:
+        raise IntegrityError(f"{what} is truncated")
+    output = np.empty(len(sealed) - NONCE_SIZE - TAG_SIZE, dtype=np.uint8)
+    try:
+        with memoryview(sealed) as view:
+            ChaCha20Poly1305(key).decrypt_into(bytes(view[:NONCE_SIZE]), view[NONCE_SIZE:], associated, output)
+    except InvalidTag:
+        raise IntegrityError(f"{what} does not authenticate: it is damaged or forged") from None
+    return output
 
 
 def keyed_hasher(id_key: bytes, context: bytes) -> Any:

@@ -62,7 +62,7 @@ from strongroom.repository.format import (
     LIST_MAGIC,
     canonical_json,
     check_version,
-    open_metadata,
+    open_metadata_array,
     parse_json,
     seal_metadata,
     unframe,
@@ -534,11 +534,12 @@ class Repository:
 
     def load_list(self, name: str) -> idlist.IdList:
         """Decode list object ``lists/<name>``. Raises IntegrityError, StorageError."""
-        payload = open_metadata(LIST_MAGIC, self.metadata_key, self._load(Handle(ObjectType.LISTS, name)), f"id list {name[:12]}")
+        payload = open_metadata_array(LIST_MAGIC, self.metadata_key, self._load(Handle(ObjectType.LISTS, name)), f"id list {name[:12]}")
         return idlist.decode(payload, f"id list {name[:12]}")
 
-    def component_ids(self, component: dict[str, Any]) -> bytes | bytearray:
-        """The ordered chunk ids of a component (concatenated 16-byte ids). Raises IntegrityError."""
+    def component_ids(self, component: dict[str, Any]) -> bytes | np.ndarray:
+        """The ordered chunk ids of a component (concatenated 16-byte ids; a numpy uint8 array for a
+        list). Raises IntegrityError."""
         if "list" in component:
             return idlist.materialize(component["list"], self.load_list)
         return b"".join(bytes.fromhex(chunk) for chunk in component.get("chunks", []))
@@ -562,7 +563,7 @@ class Repository:
         for info in self.backend.list(ObjectType.INDEX):
             name = info.handle.name
             try:
-                payload = open_metadata(INDEX_MAGIC, self.metadata_key, self._load(info.handle), f"index {name[:12]}")
+                payload = open_metadata_array(INDEX_MAGIC, self.metadata_key, self._load(info.handle), f"index {name[:12]}")
                 decoded = IndexObject.decode(payload, f"index {name[:12]}")
             except (IntegrityError, ObjectNotFound) as error:
                 if damaged is None:
