@@ -156,22 +156,12 @@ def locate_listed(objects: Iterable[tuple[str, IndexObject]], ids: bytes | bytea
     return _locate_halves(objects, high, low, what)
 
 
-def _gather_in_place(values: np.ndarray, order: np.ndarray) -> None:
-    """``values[:] = values[order]``."""
-    values[:] = values[order]
-
-
 def _locate_halves(objects: Iterable[tuple[str, IndexObject]], high: np.ndarray, low: np.ndarray, what: str) -> RecordLocations:
     """:func:`locate_listed` from the ids' halves, which are sorted in place (no second copy is
     held); the locations are written straight at their list positions."""
     order = sort_order(high, low)
-    # Both gathers release the GIL: the second half's in a thread of its own.
-    gather = threading.Thread(target=_gather_in_place, args=(low, order), name="strongroom gather", daemon=True)
-    gather.start()
-    try:
-        _gather_in_place(high, order)
-    finally:
-        gather.join()
+    high[:] = high[order]
+    low[:] = low[order]
     if len(order) < 1 << 31:
         order = order.astype(np.int32)
     return locate_streaming(objects, SortedIds(high, low), what, order)
