@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from strongroom.errors import IntegrityError
 from strongroom.repository import idlist
+from strongroom.repository.index import split_ids
 
 
 def _random_delta(generator: random.Random, base_length: int, label: int) -> tuple[list[int], bytes]:
@@ -54,7 +56,12 @@ def test_composed_chains_give_the_applied_list(seed: int) -> None:
     generator = random.Random(seed)
     for _ in range(150):
         objects, top = _chain(generator, generator.randint(0, 5))
-        assert bytes(idlist.materialize(top, objects.__getitem__)) == bytes(_applied(objects, top))
+        applied = bytes(_applied(objects, top))
+        assert bytes(idlist.materialize(top, objects.__getitem__)) == applied
+        # the halves a restore takes: the same ids, split as split_ids splits them
+        high, low = idlist.materialize_halves(top, objects.__getitem__)
+        expected_high, expected_low = split_ids(np.frombuffer(applied, "S16"))
+        assert np.array_equal(high, expected_high) and np.array_equal(low, expected_low)
 
 
 def _replace(objects: dict[str, idlist.IdList], name: str, operations: list[int], literals: bytes, count: int) -> None:
@@ -80,6 +87,8 @@ def test_inconsistent_chains_are_refused() -> None:
         _replace(objects, top, operations, literals, count)
         with pytest.raises(IntegrityError, match=message):
             idlist.materialize(top, objects.__getitem__)
+        with pytest.raises(IntegrityError, match=message):
+            idlist.materialize_halves(top, objects.__getitem__)
     # A full list (no base) that copies.
     _replace(objects, base_name, [0, 1], b"", 1)
     with pytest.raises(IntegrityError, match="outside its base"):

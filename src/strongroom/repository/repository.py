@@ -68,7 +68,7 @@ from strongroom.repository.format import (
     unframe,
 )
 from strongroom.repository.hashing import HashWorker, start_hash_worker
-from strongroom.repository.index import IndexObject, KnownIds, RepositoryIndex
+from strongroom.repository.index import IndexObject, KnownIds, RepositoryIndex, split_ids
 from strongroom.repository.keys import (
     ID_SIZE,
     SIGNATURE_SIZE,
@@ -544,6 +544,15 @@ class Repository:
             return idlist.materialize(component["list"], self.load_list)
         return b"".join(bytes.fromhex(chunk) for chunk in component.get("chunks", []))
 
+    def component_id_halves(self, component: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The ordered chunk ids of a component as two uint64 arrays (see ``index.split_ids``),
+        made without the 16-byte list. Raises IntegrityError."""
+        if "list" in component:
+            halves = idlist.materialize_halves(component["list"], self.load_list)
+            release_free_memory()  # the chain's payloads, freed: before the restore's big arrays
+            return halves
+        return split_ids(np.frombuffer(self.component_ids(component), "S16"))
+
     def load_index_objects(self, *, skip_damaged: bool = False) -> tuple[list[tuple[str, IndexObject]], list[tuple[str, str]]]:
         """Every index object decoded, and (name, problem) for those that could not be read.
 
@@ -638,9 +647,10 @@ class Repository:
         component = snapshot.component(component_name)
         started = time.monotonic()
         hasher = content_hasher(self.id_key)
-        # The id list is handed over without a reference kept here, so the restore can free it early.
+        # The id list is handed over without a reference kept here, so the restore can free it early
+        # (without a merged index, as the two halves the restore sorts and searches).
         size = write_component(
-            self, index, self.component_ids(component), target,
+            self, index, self.component_ids(component) if index is not None else self.component_id_halves(component), target,
             what=f"{component_name} of snapshot {snapshot.header.short_id}", hasher=hasher, size=int(component["size"]),
         )
         if size != int(component["size"]):

@@ -159,9 +159,12 @@ def locate_listed(objects: Iterable[tuple[str, IndexObject]], ids: bytes | bytea
 def _locate_halves(objects: Iterable[tuple[str, IndexObject]], high: np.ndarray, low: np.ndarray, what: str) -> RecordLocations:
     """:func:`locate_listed` from the ids' halves, which are sorted in place (no second copy is
     held); the locations are written straight at their list positions."""
+    from strongroom.repository.repository import release_free_memory
+
     order = sort_order(high, low)
     high[:] = high[order]
     low[:] = low[order]
+    release_free_memory()  # the sort's and gathers' temporaries, before the locations are allocated
     if len(order) < 1 << 31:
         order = order.astype(np.int32)
     return locate_streaming(objects, SortedIds(high, low), what, order)
@@ -315,7 +318,7 @@ def _runs(locations: RecordLocations) -> tuple[list[int], list[int], list[int]]:
 def write_component(
     repository: Repository,
     index: RepositoryIndex | None,
-    ids: bytes | bytearray,
+    ids: bytes | bytearray | np.ndarray | tuple[np.ndarray, np.ndarray],
     target: Path,
     *,
     what: str,
@@ -323,8 +326,9 @@ def write_component(
     size: int | None = None,
 ) -> int:
     """Write the records ``ids`` into a new file ``target`` (mode 0600), updating ``hasher`` with
-    its content in order; return its size. Without ``index`` the ids are located reading the
-    index objects one at a time. ``size``, the size the snapshot gives, lets the file's pages be
+    its content in order; return its size. ``ids`` is the list (16 bytes an id) or, without an
+    index, may be its two halves as :func:`split_ids` gives them (then sorted in place). Without
+    ``index`` the ids are located reading the index objects one at a time. ``size``, the size the snapshot gives, lets the file's pages be
     prepared while the records are located (see :class:`_Prefill`); the file always ends up
     exactly as long as what was written.
 
@@ -340,11 +344,16 @@ def write_component(
             # The index objects are read, decrypted and decompressed in a thread while the list is
             # split and sorted here (both release the GIL for most of their work).
             with _Ahead(repository.iter_index_objects(), INDEX_AHEAD) as objects:
-                high, low = split_ids(np.frombuffer(ids, "S16"))
+                if isinstance(ids, tuple):
+                    high, low = ids
+                else:
+                    high, low = split_ids(np.frombuffer(ids, "S16"))
                 del ids  # the caller passes the list without keeping it: 16 bytes a record freed here
                 locations = _locate_halves(objects, high, low, what)
                 del high, low
         else:
+            if isinstance(ids, tuple):
+                raise UsageError("a restore with a merged index takes the list of ids, not its halves")
             locations = locate_in_index(index, ids, what)
             del ids
         run_batches, run_starts, run_ends = _runs(locations)
