@@ -427,7 +427,7 @@ def machine() -> str:
 
 
 def warm_up(scratch: Path) -> None:
-    """Touch and free about 2 GB of memory in a child process (a page-cache file written and
+    """Touch and free about 2 GB of memory (a file written through the page cache, then
     deleted), so that the first tool timed after the previous run's files were deleted does not
     pay alone for memory the virtual machine handed back to its host."""
     filler = scratch / "warm-up"
