@@ -286,8 +286,9 @@ def open_metadata_array(magic: bytes, metadata_key: bytes, stored: bytes, what: 
 
     numpy asks the kernel for huge pages for its large arrays; bytes get small ones. Opening
     a restore's id list chain (about 64 MB of payload) into bytes took about 16 000 page
-    faults, which on a virtual machine whose free memory goes back to its host can cost
-    tens of microseconds each. Raises IntegrityError (damaged, forged), RepositoryError (version).
+    faults; into arrays, a few dozen (whether that saves system time depends on how the
+    host backs the memory: on the benchmark machine restores took about 5 % less).
+    Raises IntegrityError (damaged, forged), RepositoryError (version).
     """
     if len(stored) < _ARRAY_OBJECT:
         return open_metadata(magic, metadata_key, stored, what)
