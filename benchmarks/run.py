@@ -726,8 +726,8 @@ reverse order; the faster run counts: on this virtual machine the first process 
 memory after the backups pays seconds of system time for pages handed back to the host,
 which favoured whichever tool restored second). For the same reason the order of the
 backups rotates: the tool that backs up a snapshot first changes from snapshot to
-snapshot and from round to round, and before the first snapshot a child process
-writes and deletes 2 GB (the run's first backup used to follow the deletion of the
+snapshot and from round to round, and before the first snapshot the benchmark
+writes and deletes a 2 GB file (the run's first backup used to follow the deletion of the
 previous run's repositories, and strongroom, always first, paid for it: one first
 backup at 90 MB/s against 157-164 in the other rounds). The dump files are in the page
 cache for every tool, and every backup and restore starts after `sync` (no tool waits
