@@ -306,9 +306,11 @@ def _metadata_prefix(magic: bytes, stored: bytes, what: str) -> bytes:
     return bytes(stored[:5])
 
 
-def decompress_array(data: bytes | np.ndarray, what: str) -> np.ndarray:
+def decompress_array(data: bytes | memoryview | np.ndarray, what: str) -> np.ndarray:
     """:func:`decompress` into a numpy array (uint8) of the size the frame declares.
     Raises IntegrityError naming ``what`` when the frame is bad, or longer or shorter than it says."""
+    if isinstance(data, np.ndarray):
+        data = data.data  # a memoryview of the array
     try:
         size = zstandard.frame_content_size(data)
     except zstandard.ZstdError:
@@ -320,7 +322,7 @@ def decompress_array(data: bytes | np.ndarray, what: str) -> np.ndarray:
     if decompressor is None:
         decompressor = _compressors.decompressor = zstandard.ZstdDecompressor()
     try:
-        with decompressor.stream_reader(data) as reader, memoryview(output) as view:
+        with decompressor.stream_reader(data) as reader, output.data as view:
             filled = 0
             while filled < size:
                 count = reader.readinto(view[filled:])

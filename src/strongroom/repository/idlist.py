@@ -168,8 +168,10 @@ def encode_parts(
     return [header, ops, literals]
 
 
-def decode(payload: bytes | np.ndarray, what: str) -> IdList:
+def decode(payload: bytes | memoryview | np.ndarray, what: str) -> IdList:
     """Parse a list payload. Raises IntegrityError when it is inconsistent."""
+    if isinstance(payload, np.ndarray):
+        payload = payload.data  # a memoryview of the array: read in place
     if len(payload) < _HEADER.size:
         raise IntegrityError(f"{what} is truncated")
     kind, base, depth, count, operation_count, literal_count = _HEADER.unpack_from(payload)
@@ -236,7 +238,7 @@ def materialize(name: str, load: Callable[[str], IdList]) -> np.ndarray:
     output = np.empty(chain[0][1].count * ID_SIZE, dtype=np.uint8)
     literal_views = [memoryview(decoded.literals) for _, decoded in chain]
     try:
-        with memoryview(output) as view:
+        with output.data as view:
             position = 0
             for level, source, count in zip(levels.tolist(), sources.tolist(), counts.tolist()):
                 size = count * ID_SIZE
@@ -347,7 +349,7 @@ def materialize_pieces(name: str, load: Callable[[str], IdList], piece_ids: int 
     piece = bytearray()
     limit = piece_ids * ID_SIZE
     produced = literal_position = 0
-    with memoryview(head.literals) as literals, memoryview(base if base is not None else b"") as base_view:
+    with memoryview(head.literals) as literals, (base.data if base is not None else memoryview(b"")) as base_view:
         for start, count in head.operations.tolist():
             if count < 0:
                 raise IntegrityError(f"{what} has a negative operation length")

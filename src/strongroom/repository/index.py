@@ -62,8 +62,10 @@ class IndexObject:
         return encode_index_parts(self.packs, [self.batches], [self.entries])
 
     @classmethod
-    def decode(cls, payload: bytes | np.ndarray, what: str) -> IndexObject:
+    def decode(cls, payload: bytes | memoryview | np.ndarray, what: str) -> IndexObject:
         """Parse an index payload. Raises IntegrityError when it is inconsistent."""
+        if isinstance(payload, np.ndarray):
+            payload = payload.data  # a memoryview of the array: read in place
         if len(payload) < _COUNTS.size:
             raise IntegrityError(f"{what} is truncated")
         pack_count, batch_count, entry_count = _COUNTS.unpack_from(payload)

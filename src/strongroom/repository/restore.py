@@ -80,7 +80,7 @@ def _missing(what: str, missing: int, total: int) -> IntegrityError:
     )
 
 
-def locate_in_index(index: RepositoryIndex, ids: bytes | bytearray, what: str) -> RecordLocations:
+def locate_in_index(index: RepositoryIndex, ids: bytes | bytearray | np.ndarray, what: str) -> RecordLocations:
     """The records ``ids`` located in a merged index. Raises IntegrityError when an id is missing."""
     rows = index.locate(np.frombuffer(ids, "S16"))
     missing = int(np.count_nonzero(rows < 0))
