@@ -13,7 +13,8 @@ changed) hold records scattered over the output and stay until their last one.
 
 Without a merged index at hand, the ids are located by reading the index objects
 one at a time against the sorted unique listed ids, so the whole index is never
-held. Memory: about 40 bytes a listed record, plus the batches kept.
+held. Memory: about 32 bytes a listed record (its id as two sorted halves, its place in the
+list, its batch, offset and length), plus the index objects and batches in flight.
 """
 
 from __future__ import annotations
