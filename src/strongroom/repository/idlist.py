@@ -62,7 +62,8 @@ class IdList:
             raise IntegrityError(f"{what} yields {total} ids but says {self.count}")
         output = bytearray(self.count * ID_SIZE)
         base_length = 0 if base_ids is None else len(base_ids) // ID_SIZE
-        with memoryview(output) as view, memoryview(self.literals) as literals, memoryview(base_ids if base_ids is not None else b"") as base:
+        base_buffer = base_ids if base_ids is not None else b""
+        with memoryview(output) as view, memoryview(self.literals) as literals, memoryview(base_buffer) as base:
             position = literal_position = 0
             for start, count in self.operations.tolist():
                 size = count * ID_SIZE

@@ -650,7 +650,10 @@ class Repository:
         # The id list is handed over without a reference kept here, so the restore can free it early
         # (without a merged index, as the two halves the restore sorts and searches).
         size = write_component(
-            self, index, self.component_ids(component) if index is not None else self.component_id_halves(component), target,
+            self,
+            index,
+            self.component_ids(component) if index is not None else self.component_id_halves(component),
+            target,
             what=f"{component_name} of snapshot {snapshot.header.short_id}", hasher=hasher, size=int(component["size"]),
         )
         if size != int(component["size"]):

@@ -329,9 +329,9 @@ def write_component(
     """Write the records ``ids`` into a new file ``target`` (mode 0600), updating ``hasher`` with
     its content in order; return its size. ``ids`` is the list (16 bytes an id) or, without an
     index, may be its two halves as :func:`split_ids` gives them (then sorted in place). Without
-    ``index`` the ids are located reading the index objects one at a time. ``size``, the size the snapshot gives, lets the file's pages be
-    prepared while the records are located (see :class:`_Prefill`); the file always ends up
-    exactly as long as what was written.
+    ``index`` the ids are located reading the index objects one at a time. ``size``, the size
+    the snapshot gives, lets the file's pages be prepared while the records are located (see
+    :class:`_Prefill`); the file always ends up exactly as long as what was written.
 
     Raises UsageError when ``target`` exists, IntegrityError, IdentityError, StorageError.
     """
