@@ -188,12 +188,22 @@ def sort_in_two(keys: np.ndarray) -> None:
         return
     middle = count // 2
     keys.partition(middle)
-    upper = threading.Thread(target=keys[middle:].sort, name="strongroom sort", daemon=True)
+    failures: list[BaseException] = []
+
+    def sort_upper() -> None:
+        try:
+            keys[middle:].sort()
+        except BaseException as error:  # raised again in the caller's thread
+            failures.append(error)
+
+    upper = threading.Thread(target=sort_upper, name="strongroom sort", daemon=True)
     upper.start()
     try:
         keys[:middle].sort()
     finally:
         upper.join()
+    if failures:
+        raise failures[0]
 
 
 def sort_order(high: np.ndarray, low: np.ndarray) -> np.ndarray:
