@@ -191,6 +191,8 @@ def record_spans_ahead(
         stop.set()
         free.put(None)
         thread.join(timeout=10)
+
+
 def _cut_long(starts: np.ndarray, ends: np.ndarray, max_record: int) -> tuple[np.ndarray, np.ndarray]:
     """The spans with every span longer than ``max_record`` cut into pieces of that size."""
     new_starts: list[int] = []

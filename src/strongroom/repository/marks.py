@@ -98,12 +98,26 @@ def read_marks(records: Iterable[SnapshotHeader], open_body: Callable[[str], dic
     return marks
 
 
+def _entries_in_marked_packs(index_object: IndexObject, marked_packs: frozenset[str]) -> np.ndarray | None:
+    """Which entries of ``index_object`` are in a marked pack (a mask), or None when none is."""
+    if not marked_packs or not len(index_object.entries):
+        return None
+    pack_marked = np.array([pack in marked_packs for pack in index_object.packs], dtype=bool)
+    if not pack_marked.any():
+        return None
+    mask: np.ndarray = pack_marked[index_object.batches["pack"]][index_object.entries["batch"]]
+    return mask
+
+
 def unmarked_ids(index_object: IndexObject, marked_packs: frozenset[str]) -> np.ndarray:
     """The chunk ids of ``index_object`` that are not in a marked pack (all of them when none is marked)."""
     ids: np.ndarray = index_object.entries["id"]
-    if not marked_packs or not any(pack in marked_packs for pack in index_object.packs) or len(ids) == 0:
-        return ids
-    pack_marked = np.array([pack in marked_packs for pack in index_object.packs], dtype=bool)
-    batch_marked = pack_marked[index_object.batches["pack"]]
-    unmarked: np.ndarray = ids[~batch_marked[index_object.entries["batch"]]]
-    return unmarked
+    mask = _entries_in_marked_packs(index_object, marked_packs)
+    return ids if mask is None else ids[~mask]
+
+
+def marked_ids(index_object: IndexObject, marked_packs: frozenset[str]) -> np.ndarray:
+    """The chunk ids of ``index_object`` that are in a marked pack (none when none is marked)."""
+    ids: np.ndarray = index_object.entries["id"]
+    mask = _entries_in_marked_packs(index_object, marked_packs)
+    return ids[:0] if mask is None else ids[mask]

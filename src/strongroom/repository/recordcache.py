@@ -111,11 +111,16 @@ def group_ends(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndar
     return cuts.astype(np.int64)
 
 
+def group_starts(cuts: np.ndarray) -> np.ndarray:
+    """The index of each group's first record, for group ends ``cuts`` (as :func:`group_ends` gives them)."""
+    first = np.zeros_like(cuts)
+    first[1:] = cuts[:-1]
+    return first
+
+
 def hash_groups(view: memoryview, starts: np.ndarray, ends: np.ndarray, cuts: np.ndarray, key: bytes) -> np.ndarray:
     """The keyed hash (S16) of each group's bytes; group ``g`` is records ``cuts[g-1]:cuts[g]``."""
-    first = np.empty_like(cuts)
-    first[0] = 0
-    first[1:] = cuts[:-1]
+    first = group_starts(cuts)
     byte_starts = starts[first].tolist()
     byte_ends = ends[cuts - 1].tolist()
     hasher = blake3.blake3(key=key).copy
@@ -265,19 +270,20 @@ class RecordCacheWriter:
         self._groups: list[np.ndarray] = []
         self._finished = False
 
-    def add(self, ids: bytes | bytearray | memoryview, hashes: np.ndarray, cuts: np.ndarray) -> None:
-        """Append a block's record ids, and its groups (``hashes``, ending at record ``cuts``)."""
-        self._mac.update(ids)
-        with memoryview(ids) as view:
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        """Write all of ``data`` to the cache file (a short write goes on). Raises OSError."""
+        with memoryview(data) as view:
             written = 0
             while written < len(view):
                 written += os.write(self._descriptor, view[written:])
+
+    def add(self, ids: bytes | bytearray | memoryview, hashes: np.ndarray, cuts: np.ndarray) -> None:
+        """Append a block's record ids, and its groups (``hashes``, ending at record ``cuts``)."""
+        self._mac.update(ids)
+        self._write(ids)
         entries = np.empty(len(hashes), GROUP_DTYPE)
         entries["hash"] = hashes
-        first = np.empty_like(cuts)
-        if len(cuts):
-            first[0] = 0
-            first[1:] = cuts[:-1]
+        first = group_starts(cuts)
         entries["start"] = first + self.count
         entries["rows"] = cuts - first
         self._groups.append(entries)
@@ -292,8 +298,8 @@ class RecordCacheWriter:
         tail = _FOOTER.pack(MAGIC, VERSION, bytes.fromhex(list_name), self.count, len(groups))
         for part in (groups.tobytes(), tail):
             self._mac.update(part)
-            os.write(self._descriptor, part)
-        os.write(self._descriptor, self._mac.digest())
+            self._write(part)
+        self._write(self._mac.digest())
         os.close(self._descriptor)
         self._descriptor = -1
         self._finished = True

@@ -31,11 +31,11 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from concurrent.futures import Future
 from typing import Any, BinaryIO
 
 import blake3
@@ -53,13 +53,13 @@ from strongroom.errors import (
 from strongroom.repository import idlist
 from strongroom.repository.chunker import MAX_RECORD, READ_SIZE, ContentChunker, record_spans_ahead
 from strongroom.repository.format import (
-    SpooledBytes,
     CONFIG_MAGIC,
     CONFIG_SIGNATURE_DOMAIN,
     FORMAT_VERSION,
     ID_TABLE_LEVEL,
     INDEX_MAGIC,
     LIST_MAGIC,
+    SpooledBytes,
     canonical_json,
     check_version,
     open_metadata_array,
@@ -84,7 +84,7 @@ from strongroom.repository.keys import (
     verify_signature,
 )
 from strongroom.repository.lock import RepositoryLock
-from strongroom.repository.marks import read_marks, unmarked_ids
+from strongroom.repository.marks import marked_ids, read_marks, unmarked_ids
 from strongroom.repository.packer import PackStatistics, PackWriter
 from strongroom.repository.recordcache import (
     CacheContext,
@@ -93,6 +93,7 @@ from strongroom.repository.recordcache import (
     cache_key,
     group_ends,
     group_key,
+    group_starts,
     hash_groups,
     window_positions,
 )
@@ -775,16 +776,9 @@ class SnapshotWriter:
             return None
         if self._excluded is None:
             marked = self._marked
-
-            def in_marked_packs(index_object: IndexObject) -> np.ndarray:
-                ids: np.ndarray = index_object.entries["id"]
-                pack_marked = np.array([pack in marked for pack in index_object.packs], dtype=bool)
-                if not pack_marked.any():
-                    return ids[:0]
-                selected: np.ndarray = ids[pack_marked[index_object.batches["pack"]][index_object.entries["batch"]]]
-                return selected
-
-            self._excluded = KnownIds.from_index_objects(self.repository.iter_index_objects([]), in_marked_packs)
+            self._excluded = KnownIds.from_index_objects(
+                self.repository.iter_index_objects([]), lambda index_object: marked_ids(index_object, marked)
+            )
         return self._excluded
 
     def _hash_worker(self) -> HashWorker | None:
@@ -990,9 +984,7 @@ class SnapshotWriter:
                     block = _Block(data, starts, ends, cuts, number)
                     # the helper process starts with a stream's second block (small dumps hash here)
                     if worker is not None and (worker.started or matching is not None):
-                        first = np.empty_like(cuts)
-                        first[0] = 0
-                        first[1:] = cuts[:-1]
+                        first = group_starts(cuts)
                         block.groups = worker.submit(number, _GROUP_KEY_NUMBER, starts[first], ends[cuts - 1])
                         if stream_state is None:
                             block.split = int(len(starts) * _WORKER_SHARE)
@@ -1350,9 +1342,7 @@ class _CachedStream:
         """Stage one of a block (in stream order): groups looked up, the matched records' ids read
         from the cache; returns what is left: the changed records to hash, and where to look."""
         count = len(starts)
-        first = np.empty_like(cuts)
-        first[0] = 0
-        first[1:] = cuts[:-1]
+        first = group_starts(cuts)
         rows = cuts - first
         matched = self.cache.match(hashes, rows)
         is_matched = matched >= 0
