@@ -287,3 +287,29 @@ def test_items_read_ahead_come_in_order_and_errors_reach_the_consumer() -> None:
     with restore._Ahead(iter(range(1000)), 1) as ahead:
         assert next(iter(ahead)) == 0
     assert not ahead.thread.is_alive()
+
+
+def test_file_index_holds_just_the_files_chunks_and_restores_them(setup: Setup, tmp_path: Path) -> None:
+    """`restore` locates dumps as it writes them and files through an index of just their chunks."""
+    lines = synthetic_dump(3000)
+    files = {"etc/key.asc": random.Random(1).randbytes(4_000_000), "avatars/a.png": b"tiny", "empty": b""}
+    with setup.writer().begin_snapshot() as writer:
+        writer.add_record_stream("database.sql", io.BytesIO(b"".join(lines)))
+        for name, data in files.items():
+            writer.add_file(name, data)
+        writer.commit()
+    reader = setup.reader()
+    snapshot = reader.load_snapshot("latest")
+    index = reader.file_index(snapshot)
+    wanted = set()
+    for name in files:
+        ids = reader.component_ids(snapshot.component(name))
+        wanted.update(bytes(ids[start : start + 16]) for start in range(0, len(ids), 16))
+    assert {bytes(entry) for entry in index.entries["id"]} == wanted
+    assert len(wanted) > 3
+    for number, (name, data) in enumerate(files.items()):
+        reader.restore_component(snapshot, name, tmp_path / f"{number}.out", index=index)
+        assert (tmp_path / f"{number}.out").read_bytes() == data
+    reader.restore_component(snapshot, "database.sql", tmp_path / "database.sql")
+    assert (tmp_path / "database.sql").read_bytes() == b"".join(lines)
+    assert len(reader.load_index_of(np.empty(0, "S16")).entries) == 0

@@ -80,7 +80,7 @@ def run(
     # A wrong identity fails here, before anything is written.
     repository.check_identity()
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
-    index = repository.load_index()
+    index = repository.file_index(snapshot)  # dumps locate their records without it
     result = RestoreResult(snapshot.name, str(target))
     for component in snapshot.components:
         name = str(component["name"])
@@ -91,11 +91,11 @@ def run(
         kind = str(component["kind"])
         if kind == "mariadb-dump" and merge_inserts:
             raw = destination.with_name(f".{destination.name}.raw")
-            repository.restore_component(snapshot, name, raw, index=index)
+            repository.restore_component(snapshot, name, raw, index=None if "list" in component else index)
             _merge(raw, destination)
             raw.unlink()
         else:
-            repository.restore_component(snapshot, name, destination, index=index)
+            repository.restore_component(snapshot, name, destination, index=None if "list" in component else index)
         mode = component.get("mode")
         if kind == "file":
             os.chmod(destination, int(mode))

@@ -162,7 +162,7 @@ class _Planner:
             parts = tuple(dict.fromkeys(parts + ("keys", "config")))
         self.parts = parts
         self.files = [f for f in self.manifest.get("files", []) if isinstance(f, dict)]
-        self.index = repository.load_index()
+        self.index = repository.file_index(self.snapshot)
         self.contents: dict[str, bytes] = {}
 
     def content(self, record: dict[str, Any]) -> bytes:

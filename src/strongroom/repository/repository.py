@@ -68,7 +68,7 @@ from strongroom.repository.format import (
     unframe,
 )
 from strongroom.repository.hashing import HashWorker, start_hash_worker
-from strongroom.repository.index import IndexObject, KnownIds, RepositoryIndex, split_ids
+from strongroom.repository.index import IndexObject, KnownIds, RepositoryIndex, SortedIds, ascending, entry_id_halves, split_ids
 from strongroom.repository.keys import (
     ID_SIZE,
     SIGNATURE_SIZE,
@@ -581,6 +581,31 @@ class Repository:
                 damaged.append((name, str(error.message)))
                 continue
             yield name, decoded
+
+    def load_index_of(self, ids: np.ndarray) -> RepositoryIndex:
+        """The merged index of only the chunk ids ``ids`` (an S16 array): the index objects are
+        read one at a time and only these ids' entries kept (with every pack and batch table,
+        which are small). Raises IntegrityError, StorageError."""
+        wanted = SortedIds.build(ids)
+        objects = []
+        for name, obj in self.iter_index_objects():
+            entries = obj.entries[:0]
+            if len(wanted):
+                high, low = entry_id_halves(obj.entries)
+                _, found = wanted.find(high, low, ascending=ascending(high, low))
+                entries = obj.entries[found]
+            objects.append((name, IndexObject(obj.packs, obj.batches.copy(), entries.copy())))
+            del obj
+        return RepositoryIndex.merge(objects)
+
+    def file_index(self, snapshot: Snapshot) -> RepositoryIndex:
+        """The merged index of the chunks of ``snapshot``'s components stored as chunk lists
+        (files), to restore them one after the other; components stored as id lists (dumps)
+        restore without it, locating their records as they go."""
+        ids = b"".join(
+            bytes.fromhex(chunk) for component in snapshot.components if "list" not in component for chunk in component.get("chunks", [])
+        )
+        return self.load_index_of(np.frombuffer(ids, "S16"))
 
     def load_index(self) -> RepositoryIndex:
         """The merged index of the whole repository. Raises IntegrityError, StorageError."""
