@@ -601,7 +601,7 @@ class Repository:
     def file_index(self, snapshot: Snapshot) -> RepositoryIndex:
         """The merged index of the chunks of ``snapshot``'s components stored as chunk lists
         (files), to restore them one after the other; components stored as id lists (dumps)
-        restore without it, locating their records as they go."""
+        restore without it, reading the index objects one at a time against their list."""
         ids = b"".join(
             bytes.fromhex(chunk) for component in snapshot.components if "list" not in component for chunk in component.get("chunks", [])
         )
