@@ -543,7 +543,7 @@ class Repository:
         list). Raises IntegrityError."""
         if "list" in component:
             return idlist.materialize(component["list"], self.load_list)
-        return b"".join(bytes.fromhex(chunk) for chunk in component.get("chunks", []))
+        return _chunk_ids(component)
 
     def component_id_halves(self, component: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """The ordered chunk ids of a component as two uint64 arrays (see ``index.split_ids``),
@@ -552,7 +552,7 @@ class Repository:
             halves = idlist.materialize_halves(component["list"], self.load_list)
             release_free_memory()  # the chain's payloads, freed: before the restore's big arrays
             return halves
-        return split_ids(np.frombuffer(self.component_ids(component), "S16"))
+        return split_ids(np.frombuffer(_chunk_ids(component), "S16"))
 
     def load_index_objects(self, *, skip_damaged: bool = False) -> tuple[list[tuple[str, IndexObject]], list[tuple[str, str]]]:
         """Every index object decoded, and (name, problem) for those that could not be read.
@@ -586,15 +586,14 @@ class Repository:
         """The merged index of only the chunk ids ``ids`` (an S16 array): the index objects are
         read one at a time and only these ids' entries kept (with every pack and batch table,
         which are small). Raises IntegrityError, StorageError."""
+        if len(ids) == 0:
+            return RepositoryIndex()  # nothing to locate: no index object is read
         wanted = SortedIds.build(ids)
         objects = []
         for name, obj in self.iter_index_objects():
-            entries = obj.entries[:0]
-            if len(wanted):
-                high, low = entry_id_halves(obj.entries)
-                _, found = wanted.find(high, low, ascending=ascending(high, low))
-                entries = obj.entries[found]
-            objects.append((name, IndexObject(obj.packs, obj.batches.copy(), entries.copy())))
+            high, low = entry_id_halves(obj.entries)
+            _, found = wanted.find(high, low, ascending=ascending(high, low))
+            objects.append((name, IndexObject(obj.packs, obj.batches.copy(), obj.entries[found])))  # fancy indexing copies
             del obj
         return RepositoryIndex.merge(objects)
 
@@ -602,9 +601,7 @@ class Repository:
         """The merged index of the chunks of ``snapshot``'s components stored as chunk lists
         (files), to restore them one after the other; components stored as id lists (dumps)
         restore without it, reading the index objects one at a time against their list."""
-        ids = b"".join(
-            bytes.fromhex(chunk) for component in snapshot.components if "list" not in component for chunk in component.get("chunks", [])
-        )
+        ids = b"".join(_chunk_ids(component) for component in snapshot.components if "list" not in component)
         return self.load_index_of(np.frombuffer(ids, "S16"))
 
     def load_index(self) -> RepositoryIndex:
@@ -1436,6 +1433,11 @@ class _CachedStream:
                 if high >= 0:
                     windows.append((max(0, high - reach), high))
         return windows
+
+
+def _chunk_ids(component: dict[str, Any]) -> bytes:
+    """The ids of a component stored as a list of chunks (a file), concatenated."""
+    return b"".join(bytes.fromhex(chunk) for chunk in component.get("chunks", []))
 
 
 def iter_snapshot_names(listing: SnapshotListing) -> Iterator[str]:
