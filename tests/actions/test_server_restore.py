@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from strongroom.sandbox.create import Sandbox, create_sandbox
 from strongroom.sandbox.layouts import version_php
 from strongroom.source.php import parse_php, read_dotted
 
+import docker_standin
 from conftest import require_binary
 
 WEB = (33, 33)  # www-data on Debian, and the Docker image's
@@ -55,13 +56,16 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 class Source:
     """A sandbox instance backed up once into a fresh repository."""
 
-    def __init__(self, server: Any, directory: Path, layout: str = "debian") -> None:
+    def __init__(self, server: Any, directory: Path, layout: str = "debian",
+                 prepare: Callable[[Sandbox], None] | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.server = server
         self.sandbox: Sandbox = create_sandbox(
             database_target=server.target, root=directory / "source-root", layout=layout, size=1_000_000,
             database_name=f"source_{secrets.token_hex(4)}",
         )
+        if prepare is not None:
+            prepare(self.sandbox)
         identity = pyrage.x25519.Identity.generate()
         self.identity = directory / "identity.txt"
         self.identity.write_text(f"{identity}\n")
@@ -424,6 +428,65 @@ def mariadb_source_or_new(request: pytest.FixtureRequest, engine: str, tmp_path:
     if engine == "mariadb":
         return request.getfixturevalue("mariadb_source")  # type: ignore[no-any-return]
     return Source(request.getfixturevalue("postgresql_server"), tmp_path / "source")
+
+
+@pytest.mark.parametrize("engine", ["mariadb", "postgresql"])
+def test_docker_backup_onto_package_layout(engine: str, request: pytest.FixtureRequest, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker -> Debian package: passbolt.php is written from the container's environment (the
+    datasource the target's), app.php gets the salt, the keys go to /etc/passbolt/gpg."""
+    server = request.getfixturevalue(f"{engine}_server")
+    smtp_password = "it's a \\ secret"
+
+    def docker_host(sandbox: Sandbox) -> None:
+        env_file = sandbox.root / "opt/passbolt/env/passbolt.env"
+        env_file.write_text(env_file.read_text() + f"EMAIL_TRANSPORT_DEFAULT_USERNAME=mailer\n"
+                            f"EMAIL_TRANSPORT_DEFAULT_PASSWORD=\"{smtp_password}\"\n"
+                            "PASSBOLT_SSL_FORCE=false\nPASSBOLT_PLUGINS_EXPORT_ENABLED=true\n")
+        fixture = docker_standin.compose_fixture(tmp_path, sandbox, "passbolt")
+        docker_standin.install(monkeypatch, tmp_path / "bin", fixture)
+        monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+
+    source = Source(server, tmp_path / "source", layout="docker", prepare=docker_host)
+    docker_env = read_env_values((source.sandbox.root / "opt/passbolt/env/passbolt.env").read_text())
+    root = fresh_root(tmp_path)
+    config_dir = root / "etc/passbolt"
+    config_dir.mkdir(parents=True)
+    app_php = config_dir / "app.php"
+    app_php.write_text("<?php\nreturn [\n    'Security' => [\n        'salt' => env('SECURITY_SALT', 'package-salt'),\n    ],\n];\n")
+    target = fresh_database(server)
+    options = server_restore.ServerRestoreOptions(root=root, layout="debian", database=target)
+    result = server_restore.run(source.repository(), "latest", options)
+
+    passbolt_php = config_dir / "passbolt.php"
+    assert owner_and_mode(passbolt_php)[2] == 0o440
+    parsed = parse_php(passbolt_php.read_text(), path="passbolt.php", environment={}).returned
+    assert read_dotted(parsed, "App.fullBaseUrl") == docker_env["APP_FULL_BASE_URL"]
+    datasource = read_dotted(parsed, "Datasources.default")
+    assert (datasource["host"], datasource["port"]) == (target.host, target.effective_port)
+    assert (datasource["username"], datasource["password"], datasource["database"]) == (target.user, target.password, target.database)
+    assert (datasource.get("driver") == "Cake\\Database\\Driver\\Postgres") == (engine == "postgresql")
+    assert read_dotted(parsed, "passbolt.gpg.serverKey") == {
+        "fingerprint": source.sandbox.server_fingerprint,
+        "public": "/etc/passbolt/gpg/serverkey.asc", "private": "/etc/passbolt/gpg/serverkey_private.asc"}
+    transport = read_dotted(parsed, "EmailTransport.default")
+    assert transport["host"] == docker_env["EMAIL_TRANSPORT_DEFAULT_HOST"] and transport["port"] == 587
+    assert transport["tls"] is True and transport["password"] == smtp_password
+    assert read_dotted(parsed, "passbolt.ssl.force") is False
+    assert read_dotted(parsed, "Email.default.from") == {docker_env["EMAIL_DEFAULT_FROM"]: "Passbolt"}
+    salt = parse_php(app_php.read_text(), path="app.php", environment={}).returned
+    assert read_dotted(salt, "Security.salt") == docker_env["SECURITY_SALT"]
+    for name in ("serverkey.asc", "serverkey_private.asc"):
+        original = source.sandbox.root / "var/lib/docker/volumes/passbolt_gpg_volume/_data" / name
+        assert (config_dir / "gpg" / name).read_bytes() == original.read_bytes()
+    assert not (root / "opt").exists()
+    assert any("PASSBOLT_PLUGINS_EXPORT_ENABLED" in warning for warning in result.plan.warnings), result.plan.warnings
+    assert not any("no passbolt.php" in warning for warning in result.plan.warnings)
+    assert target.password not in json.dumps(result.to_dict())
+    assert_same_tables(source.sandbox.target, target)
+    statuses = {check.name: check.status for check in result.checks}
+    assert statuses["configuration"] is Status.PASS, result.checks
+    assert not result.failed_checks, [c.to_dict() for c in result.checks]
 
 
 def test_v1_avatars_and_config_files(mariadb_server: Any, tmp_path: Path) -> None:

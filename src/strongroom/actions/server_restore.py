@@ -24,6 +24,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -48,12 +49,20 @@ from strongroom.actions.restore_plan import (
 )
 from strongroom.dbserver.connection import DEFAULT_PORT, DatabaseTarget, connect
 from strongroom.drill import checks as drill_checks
-from strongroom.errors import CommandError, DatabaseError, IdentityError, SourceError, StrongroomError, UsageError
+from strongroom.errors import CommandError, ConfigError, DatabaseError, IdentityError, SourceError, StrongroomError, UsageError
 from strongroom.passbolt import installation
 from strongroom.passbolt.config_edit import read_env_values, set_env_values, set_php_values
+from strongroom.passbolt.from_docker import passbolt_php_from_environment
 from strongroom.progress import LogReporter, Reporter
 from strongroom.repository.repository import ONLY_WRITER_KEY, Repository, Snapshot
 from strongroom.source import backupset as roles
+from strongroom.source.docker import read_compose
+from strongroom.source.envconfig import (
+    datasource_from_environment,
+    register_environment_secrets,
+    resolve_secret_files,
+    target_from_datasource,
+)
 from strongroom.source.layouts import under_root
 from strongroom.source.php import parse_php, read_dotted
 
@@ -320,9 +329,9 @@ class _Planner:
                 if role == roles.PASSBOLT_CONFIG:
                     content, change = self.rewrite_passbolt_php(plan, content)
                 self.add_file(plan, role, path, content, str(record["component"]), change)
-        if self.source_layout == "docker" and not self.target.is_docker and "config" in self.parts:
-            plan.warnings.append("the snapshot's configuration is Docker env values: no passbolt.php is written for the "
-                                 f"{layout.name} layout; write one from the restored env file (restore --to DIR)")
+        if (self.source_layout == "docker" and not self.target.is_docker and "config" in self.parts
+                and not any(str(f.get("role")) == roles.PASSBOLT_CONFIG for f in wanted)):
+            self.plan_passbolt_php_from_docker(plan)
         if self.target.is_docker and "config" in self.parts and self.source_layout != "docker":
             self.plan_generated_env(plan, docker_values)
         if any(str(f.get("role")) == roles.SERVER_KEY_PRIVATE for f in wanted):
@@ -383,6 +392,101 @@ class _Planner:
             if value not in (None, ""):
                 values[variable] = "true" if value is True else "false" if value is False else str(value)
         return values
+
+    def docker_environment(self, plan: RestorePlan) -> tuple[dict[str, str], str | None] | None:
+        """The passbolt container's environment as the snapshot's compose, env and secret files give
+        it, and the compose file's database service; None when the snapshot holds none of them.
+
+        The files are written into the private work folder at their recorded paths and read
+        there as discovery reads them on a Docker host (env files, ``.env`` interpolation,
+        ``*_FILE`` secrets through the compose file's mounts)."""
+        records = [f for f in self.files if str(f.get("role", "")).startswith("docker-")]
+        files_root = self.work_dir / "docker-files"
+        compose_file: Path | None = None
+        env_file: Path | None = None
+        for record in records:
+            path = PurePosixPath(str(record.get("path")))
+            if not path.is_absolute() or ".." in path.parts:
+                continue
+            location = under_root(files_root, path)
+            location.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            descriptor = os.open(location, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(descriptor, "wb") as stream:
+                stream.write(self.content(record))
+            if record.get("role") == roles.DOCKER_COMPOSE:
+                compose_file = location
+            elif record.get("role") == roles.DOCKER_ENV:
+                env_file = location
+        if compose_file is not None:
+            try:
+                compose = read_compose(compose_file, files_root, {})
+            except SourceError as error:
+                plan.warnings.append(f"{error.message}: the snapshot's env file alone is read")
+            else:
+                environment, problems = resolve_secret_files(compose.environment, _mounted_reader(compose.mounts))
+                plan.warnings.extend(problems)
+                return environment, compose.database_service
+        if env_file is not None:
+            return read_env_values(env_file.read_text(encoding="utf-8", errors="replace")), None
+        return None
+
+    def plan_passbolt_php_from_docker(self, plan: RestorePlan) -> None:
+        """Docker -> package or source: write passbolt.php (and app.php's salt) from the Docker environment."""
+        found = self.docker_environment(plan)
+        if found is None:
+            plan.warnings.append("the snapshot holds no Docker compose or env file: no passbolt.php is written; "
+                                 "write one from passbolt.default.php by hand")
+            return
+        environment, database_service = found
+        register_environment_secrets(environment)
+        if plan.database is not None:
+            database = plan.database.target
+        else:
+            try:
+                database = target_from_datasource(datasource_from_environment(environment),
+                                                  origin="the snapshot's Docker environment")
+            except (ConfigError, SourceError) as error:
+                plan.warnings.append(f"{error.message}: no passbolt.php is written; give --database URL")
+                return
+            if database.host in (database_service, "db"):
+                plan.warnings.append(
+                    f"the written passbolt.php names the database host {database.host!r}, the compose service: "
+                    "give --database URL (or set Datasources.default.host by hand)")
+        try:
+            generated = passbolt_php_from_environment(environment, database, self.target.layout.config_dir / "gpg")
+        except SourceError as error:
+            plan.warnings.append(f"{error.message} ({error.hint})")
+            return
+        path = self.target.config_path(roles.PASSBOLT_CONFIG)
+        assert path is not None
+        self.add_file(plan, roles.PASSBOLT_CONFIG, path, generated.text.encode("utf-8"), "generated",
+                      f"written from the Docker environment ({', '.join(generated.carried)})")
+        if generated.left:
+            plan.warnings.append("the Docker environment sets what the written passbolt.php does not carry: "
+                                 f"{', '.join(generated.left)}; add what matters to {path} by hand")
+        if generated.salt is not None:
+            self.plan_salt(plan, generated.salt)
+
+    def plan_salt(self, plan: RestorePlan, salt: str) -> None:
+        """Set ``Security.salt`` in the target's own app.php (the package installed it) to the snapshot's."""
+        path = self.target.config_path(roles.APP_CONFIG)
+        assert path is not None
+        location = self.target.locate(path)
+        try:
+            text = location.read_text(encoding="utf-8")
+        except OSError:
+            plan.warnings.append(f"{path} is not on the target (is passbolt installed?): set its Security.salt to "
+                                 "the SECURITY_SALT of the snapshot's Docker environment by hand")
+            return
+        try:
+            rewritten = set_php_values(text, {"Security.salt": salt}, file_name="app.php",
+                                       constants=self.target.layout.constants())
+        except SourceError as error:
+            plan.warnings.append(f"{error.message}: set Security.salt in {path} to the snapshot's SECURITY_SALT by hand")
+            return
+        if rewritten != text:
+            self.add_file(plan, roles.APP_CONFIG, path, rewritten.encode("utf-8"), "the target's app.php",
+                          "Security.salt from the Docker environment's SECURITY_SALT")
 
     def plan_generated_env(self, plan: RestorePlan, values: dict[str, str]) -> None:
         existing_location = self.target.locate(self.target.env_file)
@@ -502,6 +606,22 @@ ENV_OF_PHP = {
     "EMAIL_TRANSPORT_DEFAULT_PASSWORD": "EmailTransport.default.password",
     "EMAIL_TRANSPORT_DEFAULT_TLS": "EmailTransport.default.tls",
 }
+
+
+def _mounted_reader(mounts: list[tuple[PurePosixPath, Path]]) -> Callable[[PurePosixPath], str]:
+    """Read a file by its path in the container, through the compose file's mounts."""
+
+    def read(path: PurePosixPath) -> str:
+        for inside, host in mounts:
+            if path == inside or inside in path.parents:
+                location = host if path == inside else host / path.relative_to(inside)
+                try:
+                    return location.read_text(encoding="utf-8")
+                except OSError:
+                    raise SourceError(f"the snapshot does not hold {path}") from None
+        raise SourceError(f"no mount of the compose file holds {path}")
+
+    return read
 
 
 def installation_avatars(layout_name: str) -> PurePosixPath:
