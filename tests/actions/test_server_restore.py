@@ -489,6 +489,28 @@ def test_docker_backup_onto_package_layout(engine: str, request: pytest.FixtureR
     assert not result.failed_checks, [c.to_dict() for c in result.checks]
 
 
+def test_v1_database_php_points_at_the_new_database(mariadb_server: Any, tmp_path: Path) -> None:
+    source = Source(mariadb_server, tmp_path / "source", layout="v1")
+    root = fresh_root(tmp_path, version=None)
+    target = fresh_database(mariadb_server)
+    options = server_restore.ServerRestoreOptions(root=root, database=target)
+    result = server_restore.run(source.repository(), "latest", options)
+    config = root / "var/www/passbolt/app/Config"
+    written = (config / "database.php").read_text()
+    default = parse_php(written, path="database.php", environment={}).classes["DATABASE_CONFIG"]["default"]
+    assert (default["host"], default["port"]) == (target.host, str(target.effective_port))
+    assert (default["login"], default["password"], default["database"]) == (target.user, target.password, target.database)
+    assert default["datasource"] == "Database/Mysql" and default["encoding"] == "utf8mb4"
+    original = (source.sandbox.root / "var/www/passbolt/app/Config/database.php").read_text()
+    assert default.get("unix_socket") == target.socket
+    changed = {line.split("=>")[0].strip(" +-\t'") for line in difflib.ndiff(original.splitlines(), written.splitlines())
+               if line.startswith(("+ ", "- "))}
+    assert changed <= {"host", "port", "unix_socket", "login", "password", "database"}, changed
+    assert result.plan.database is not None and "database" in result.plan.database.datasource_updates
+    assert_same_tables(source.sandbox.target, target)
+    assert not result.failed_checks, [c.to_dict() for c in result.checks]
+
+
 def test_v1_avatars_and_config_files(mariadb_server: Any, tmp_path: Path) -> None:
     source = Source(mariadb_server, tmp_path / "source", layout="v1")
     root = fresh_root(tmp_path, version=None)

@@ -72,3 +72,27 @@ def test_env_file_values_replaced_in_place_or_appended() -> None:
     assert edited.splitlines()[3] == "export OTHER=1"
     assert read_env_values(edited) == {"APP_FULL_BASE_URL": "https://x", "DATASOURCES_DEFAULT_PASSWORD": 'new "$pw"',
                                        "OTHER": "1", "DATASOURCES_DEFAULT_DATABASE": "pb"}
+
+
+V1_DATABASE_PHP = """<?php
+class DATABASE_CONFIG {
+	public $default = array(
+		'datasource' => 'Database/Mysql',
+		'host' => 'localhost',
+		'login' => 'passbolt',
+		'password' => 'old',
+		'database' => 'passbolt'
+	);
+	public $test = array('host' => 'localhost', 'login' => 'passbolt', 'password' => 'old');
+}
+"""
+
+
+def test_a_class_property_array_is_edited_by_its_name() -> None:
+    edited = set_php_values(V1_DATABASE_PHP, {"$default.password": "n'ew", "$default.port": "3307"}, file_name="database.php")
+    classes = parse_php(edited, environment={}).classes["DATABASE_CONFIG"]
+    assert classes["default"] == {"datasource": "Database/Mysql", "host": "localhost", "login": "passbolt",
+                                  "password": "n'ew", "database": "passbolt", "port": "3307"}
+    assert classes["test"] == {"host": "localhost", "login": "passbolt", "password": "old"}
+    with pytest.raises(SourceError, match=r"\$other"):
+        set_php_values(V1_DATABASE_PHP, {"$other.host": "x"}, file_name="database.php")

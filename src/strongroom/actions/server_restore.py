@@ -328,6 +328,8 @@ class _Planner:
                 content, change = self.content(record), ""
                 if role == roles.PASSBOLT_CONFIG:
                     content, change = self.rewrite_passbolt_php(plan, content)
+                elif role == roles.DATABASE_CONFIG:
+                    content, change = self.rewrite_v1_database_php(plan, content)
                 self.add_file(plan, role, path, content, str(record["component"]), change)
         if (self.source_layout == "docker" and not self.target.is_docker and "config" in self.parts
                 and not any(str(f.get("role")) == roles.PASSBOLT_CONFIG for f in wanted)):
@@ -559,6 +561,35 @@ class _Planner:
             plan.warnings.append(f"{error.message}: passbolt.php was restored as backed up ({error.hint})")
             return content, ""
         return rewritten.encode("utf-8"), "updated: " + ", ".join(sorted(updates))
+
+    def rewrite_v1_database_php(self, plan: RestorePlan, content: bytes) -> tuple[bytes, str]:
+        """v1: point ``DATABASE_CONFIG::$default`` at ``--database`` (CakePHP 2 calls the account ``login``)."""
+        if plan.database is None or plan.database.origin != "--database":
+            return content, ""
+        text = content.decode("utf-8")
+        constants = self.target.layout.constants()
+        parsed = parse_php(text, path="database.php", environment={}, constants=constants)
+        source = (parsed.classes.get("DATABASE_CONFIG") or {}).get("default") or {}
+        target = plan.database.target
+        desired: dict[str, str] = {"host": target.host, "login": target.user or "", "password": target.password or "",
+                                   "database": target.database or ""}
+        if "port" in source or target.effective_port != DEFAULT_PORT[target.engine]:
+            desired["port"] = str(target.effective_port)
+        if target.socket:
+            desired["unix_socket"] = target.socket
+        elif source.get("unix_socket"):
+            desired["unix_socket"] = ""
+        updates: dict[str, str | int] = {f"$default.{key}": value for key, value in desired.items()
+                                         if str(source.get(key, "")) != value}
+        if not updates:
+            return content, ""
+        try:
+            rewritten = set_php_values(text, updates, file_name="database.php", constants=constants)
+        except SourceError as error:
+            plan.warnings.append(f"{error.message}: database.php was restored as backed up ({error.hint})")
+            return content, ""
+        plan.database.datasource_updates = tuple(sorted(key.split(".", 1)[1] for key in updates))
+        return rewritten.encode("utf-8"), "updated: " + ", ".join(sorted(key.split(".", 1)[1] for key in updates))
 
     def plan_keyring(self, plan: RestorePlan) -> None:
         if self.target.is_docker:

@@ -99,6 +99,9 @@ class _Slot:
     literal_kind: str  # "string", "number" or "null"
 
 
+_PROPERTY_WORDS = frozenset({"public", "protected", "private", "var", "static"})
+
+
 def _find_slots(text: str, file_name: str, keys: Sequence[tuple[str, ...]]) -> tuple[dict[tuple[str, ...], _Slot], dict[tuple[str, ...], int]]:
     """The value spans of ``keys`` and, for every array met, the offset of its closing bracket."""
     located = _locate(text, file_name)
@@ -113,6 +116,13 @@ def _find_slots(text: str, file_name: str, keys: Sequence[tuple[str, ...]]) -> t
         token = item.token
         following = located[index + 1].token if index + 1 < len(located) else None
         current = stack[-1].path if stack else ()
+        if (token.kind == "variable" and index and located[index - 1].token.kind == "name"
+                and str(located[index - 1].token.value).lower() in _PROPERTY_WORDS
+                and following is not None and following.value == "="):
+            # a class property (v1's ``public $default = array(...)``): its array's keys are "$default.host"
+            pending = "$" + str(token.value)
+            index += 2
+            continue
         if token.kind == "string" and following is not None and following.kind == "punct" and following.value == "=>":
             pending = str(token.value)
             key_path = current + (pending,)
@@ -177,7 +187,8 @@ def _value_slot(located: list[_Located], index: int, key_path: tuple[str, ...]) 
 def set_php_values(
     text: str, values: Mapping[str, Value], *, file_name: str = "passbolt.php", constants: Mapping[str, Any] | None = None
 ) -> str:
-    """Return ``text`` with each dotted key of ``values`` set (``Datasources.default.host``).
+    """Return ``text`` with each dotted key of ``values`` set (``Datasources.default.host``; a class
+    property's array by the property's name: ``$default.host`` in v1's ``database.php``).
 
     ``constants`` are the layout's path constants (``CONFIG``, ``DS``), for reading the result back.
     Only the value spans change; a missing key is added at the end of its array
@@ -230,6 +241,8 @@ def set_php_values(
         result = result[:start] + replacement + result[end:]
     check = parse_php(result, path=file_name, environment={}, constants=constants)
     data = check.returned if check.returned is not None else check.configure
+    if check.classes:
+        data = {**data, **{f"${name}": value for properties in check.classes.values() for name, value in properties.items()}}
     for dotted, value in values.items():
         if str(read_dotted(data, dotted)) != str(value):
             raise SourceError(
