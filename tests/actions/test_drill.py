@@ -29,6 +29,8 @@ from strongroom.repository.drills import list_records
 from strongroom.sandbox import openpgp
 from strongroom.storage.backend import ObjectType
 
+from conftest import require_binary
+
 PASSING = {"pass", "warning", "unproven"}
 
 
@@ -227,3 +229,33 @@ def test_a_killed_drill_leaves_no_plaintext(mariadb_server: Any, tmp_path: Path)
     while time.monotonic() < deadline and any(os.path.exists(d) for d in seen):
         time.sleep(0.1)
     assert not [d for d in seen if os.path.exists(d)], "decrypted drill files outlived the killed drill"
+
+
+def as_unprivileged(argv: list[str]) -> list[str]:
+    """``argv`` run as a user that is not root. As root: inside a user namespace that maps uid
+    1000 onto this one (``unshare``), so the process sees itself as an ordinary user and takes
+    every non-root path of strongroom, while it can still read this checkout and interpreter,
+    which may lie under a folder only root enters."""
+    if os.geteuid() != 0:
+        return argv
+    return [require_binary("unshare"), "--user", "--map-user=1000", "--map-group=1000", *argv]
+
+
+@pytest.mark.parametrize("engine", ["mariadb", "postgresql"])
+def test_a_drill_run_by_an_unprivileged_user_passes(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Drills are often run by a service account: the throwaway server then runs as that account
+    (no switch to ``mysql``/``postgres``), its folder is that account's, and nothing is left."""
+    setup = Setup(make_sandbox(request.getfixturevalue(f"{engine}_server"), tmp_path, "debian"), tmp_path)
+    assert setup.run("backup", "--quiet") == 0
+    before = server_directories()
+    script = ("import os, runpy, sys; assert os.geteuid() != 0, 'still root'; "
+              "sys.argv = ['strongroom', *sys.argv[1:]]; runpy.run_module('strongroom', run_name='__main__')")
+    completed = subprocess.run(
+        as_unprivileged([sys.executable, "-c", script, "--config", str(setup.config), "drill", "--identity",
+                         str(setup.identity), "--json"]),
+        capture_output=True, text=True, timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    found = statuses(json.loads(completed.stdout))
+    assert set(found.values()) == {"pass"}, found
+    assert not [d for d in server_directories() - before if os.path.isdir(d)]
