@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from repository_helpers import make_setup, ssh_keypair
+from repository_helpers import make_setup, need_program, ssh_keypair
 
 from strongroom.errors import IdentityError, UsageError
 from strongroom.repository.keys import create_passphrase_identity, expand_recipients, load_identities
@@ -35,6 +37,34 @@ def _round_trip(tmp_path: Path, recipient: str, identity: Path, passphrase_file:
 def test_ssh_identities(tmp_path: Path, kind: str) -> None:
     private, public = ssh_keypair(tmp_path, kind)
     _round_trip(tmp_path, public, private)
+
+
+@pytest.mark.parametrize("kind, key_format", [("ed25519", "RFC4716"), ("rsa", "PEM")])
+def test_passphrase_protected_ssh_keys(tmp_path: Path, kind: str, key_format: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An administrator's own SSH key is usually passphrase-protected: it restores with its
+    passphrase (from a file here), opened in memory; a wrong one and no passphrase fail clearly."""
+    need_program("ssh-keygen")
+    private = tmp_path / f"id_{kind}"
+    extra = ["-b", "2048"] if kind == "rsa" else []
+    # a throwaway test key: its passphrase on ssh-keygen's command line harms nothing
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, *extra, "-m", key_format, "-N", "short", "-f", str(private)], check=True)
+    assert b"ENCRYPTED" in private.read_bytes() or b"aes256-ctr" in base64_body(private.read_bytes())
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text("short\n")
+    _round_trip(tmp_path, private.with_suffix(".pub").read_text().strip(), private, passphrase_file)
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not it\n")
+    with pytest.raises(IdentityError, match="passphrase does not open the SSH key"):
+        load_identities(private, passphrase_file=wrong)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal to ask on
+    with pytest.raises(UsageError, match="no terminal"):
+        load_identities(private)
+
+
+def base64_body(pem: bytes) -> bytes:
+    """The decoded body of a PEM block (an OpenSSH key names its cipher inside)."""
+    lines = [line for line in pem.splitlines() if line and not line.startswith(b"-----")]
+    return base64.b64decode(b"".join(lines))
 
 
 def test_age_identity(tmp_path: Path) -> None:

@@ -34,7 +34,8 @@ from typing import Any
 import blake3
 import numpy as np
 import pyrage
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
@@ -289,10 +290,12 @@ def encrypt_to_recipients(plaintext: bytes, recipients: list[str]) -> bytes:
 PASSPHRASE_IDENTITY_MARK = b"age-encryption.org/v1\n-> scrypt "
 
 
-def read_passphrase(*, prompt: str, passphrase_file: Path | None = None, confirm: bool = False) -> str:
+def read_passphrase(*, prompt: str, passphrase_file: Path | None = None, confirm: bool = False, minimum: int = 8) -> str:
     """The passphrase from ``passphrase_file`` (a path or /dev/fd/N), else a terminal prompt.
 
-    Raises UsageError when neither is available (no terminal) or the two entries differ.
+    ``minimum`` is the shortest passphrase accepted (a new one; an existing key's may be shorter).
+    Raises UsageError when neither is available (no terminal), the two entries differ, or the
+    passphrase is too short.
     """
     if passphrase_file is not None:
         try:
@@ -309,8 +312,8 @@ def read_passphrase(*, prompt: str, passphrase_file: Path | None = None, confirm
         passphrase = getpass.getpass(prompt)
         if confirm and getpass.getpass("repeat the passphrase: ") != passphrase:
             raise UsageError("the two passphrases differ")
-    if len(passphrase) < 8:
-        raise UsageError("the passphrase is shorter than 8 characters")
+    if len(passphrase) < max(minimum, 1):
+        raise UsageError(f"the passphrase is shorter than {max(minimum, 1)} characters" if minimum > 1 else "the passphrase is empty")
     register_secret(passphrase)
     return passphrase
 
@@ -347,8 +350,9 @@ def _identities_from_age_text(text: str) -> list[Identity]:
 
 
 def load_identities(path: Path, *, passphrase_file: Path | None = None) -> list[Identity]:
-    """Read the identities in ``path``: an age identity file, an SSH private key (ed25519, RSA),
-    or a passphrase-protected identity made by ``init`` (asks for the passphrase).
+    """Read the identities in ``path``: an age identity file, an SSH private key (ed25519, RSA; a
+    passphrase-protected one asks for its passphrase), or a passphrase-protected identity made by
+    ``init`` (asks for the passphrase).
 
     Returns at least one identity. Raises IdentityError when the file is missing or holds none.
     """
@@ -363,13 +367,7 @@ def load_identities(path: Path, *, passphrase_file: Path | None = None) -> list[
         except pyrage.DecryptError:
             raise IdentityError(f"the passphrase does not open {path}", hint="check the passphrase") from None
     if b"-----BEGIN OPENSSH PRIVATE KEY-----" in data or b"-----BEGIN RSA PRIVATE KEY-----" in data:
-        try:
-            return [pyrage.ssh.Identity.from_buffer(data)]
-        except pyrage.IdentityError as error:
-            raise IdentityError(
-                f"the SSH private key {path} cannot be used: {error}",
-                hint="passphrase-protected SSH keys are not supported; use an unencrypted copy on a trusted machine",
-            ) from None
+        return [_ssh_identity(data, path, passphrase_file)]
     identities = _identities_from_age_text(data.decode("utf-8", "replace"))
     if not identities:
         raise IdentityError(
@@ -377,6 +375,48 @@ def load_identities(path: Path, *, passphrase_file: Path | None = None) -> list[
             "or a passphrase identity made by strongroom init)"
         )
     return identities
+
+
+def _ssh_identity(data: bytes, path: Path, passphrase_file: Path | None) -> Identity:
+    """An SSH private key (ed25519 or RSA) as an identity; a passphrase-protected one is opened
+    with its passphrase (asked on the terminal or read from ``passphrase_file``) in memory only.
+
+    Raises IdentityError (not an ed25519/RSA key, wrong passphrase), UsageError (no passphrase).
+    """
+    try:
+        return pyrage.ssh.Identity.from_buffer(data)
+    except pyrage.IdentityError as error:
+        problem = str(error)
+    openssh = b"-----BEGIN OPENSSH PRIVATE KEY-----" in data
+
+    def load(password: bytes | None) -> Any:
+        if openssh:
+            return serialization.load_ssh_private_key(data, password)
+        return serialization.load_pem_private_key(data, password)
+
+    try:
+        load(None)
+        encrypted = False
+    except TypeError:  # cryptography: "password was not given but private key is encrypted"
+        encrypted = True
+    except (ValueError, UnsupportedAlgorithm):
+        encrypted = False
+    if not encrypted:
+        raise IdentityError(f"the SSH private key {path} cannot be used: {problem}",
+                            hint="strongroom reads ed25519 and RSA keys (OpenSSH or PEM format)")
+    passphrase = read_passphrase(prompt=f"passphrase of the SSH key {path}: ", passphrase_file=passphrase_file, minimum=1)
+    try:
+        key = load(passphrase.encode("utf-8"))
+    except (ValueError, TypeError):
+        raise IdentityError(f"the passphrase does not open the SSH key {path}", hint="check the passphrase") from None
+    opened = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    try:
+        return pyrage.ssh.Identity.from_buffer(opened)
+    except pyrage.IdentityError as error:
+        raise IdentityError(f"the SSH private key {path} cannot be used: {error}",
+                            hint="strongroom reads ed25519 and RSA keys") from None
+    finally:
+        del opened, key
 
 
 def decrypt_with_identities(sealed: bytes, identities: list[Identity], what: str) -> bytes:
