@@ -126,6 +126,9 @@ def test_removal_in_two_phases(setup: Setup, tmp_path: Path) -> None:
     check = check_repository(setup.reader(), read_data=True)
     assert check.ok and check.unreferenced_packs == 0
     _assert_restores(setup, expected, tmp_path)
+    # the kept snapshot's location hints were kept (its chain's lists were, too)
+    kept = setup.reader().load_snapshot("latest").component("database.sql")
+    assert kept["locations"] and set(kept["locations"].values()) <= _objects(setup)["lists"]
     # Nothing is left to do; the consumed marks go.
     third_plan, third = _prune(setup, Policy(last=1))
     assert third_plan.delete_now.count() == third_plan.mark_now.count() == 0 and third.deleted.count() == 0

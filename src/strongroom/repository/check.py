@@ -145,6 +145,14 @@ def check_repository(
         if keys_handle in damaged:
             affected.setdefault(keys_handle, set()).add(label)
         for component in snapshot.components:
+            for hint_name in (component.get("locations") or {}).values():
+                # location hints only speed restores up (without them records are looked up in the
+                # index), but a snapshot names them: a missing or damaged one is damage all the same
+                hint_handle = Handle(ObjectType.LISTS, str(hint_name))
+                if hint_handle not in sizes:
+                    damaged.setdefault(hint_handle, "the location hints object is missing (restores look records up instead)")
+                if hint_handle in damaged:
+                    affected.setdefault(hint_handle, set()).add(label)
             if "list" in component:
                 chain = _list_chain(repository, component["list"], damaged, sizes)
                 broken = [h for h in chain if h in damaged]

@@ -107,6 +107,11 @@ class PackWriter:
         self._saved_packs: list[str] = []
         self._saved_batches: list[np.ndarray] = []
         self._saved_entries: list[np.ndarray] = []
+        # every batch of the run, in submission order (a batch's *sequence number* is its row):
+        # where records went, for location hints
+        self._batch_sequence = 0  # the sequence number of the batch being filled
+        self.run_packs: list[str] = []
+        self._run_batches: list[np.ndarray] = []
         self._closed = False
 
     def add(self, chunk_id: bytes, data: bytes | memoryview) -> None:
@@ -122,15 +127,20 @@ class PackWriter:
         if len(self._batch) >= BATCH_TARGET:
             self._submit_batch()
 
-    def add_records(self, chunk_ids: bytes, data: bytes | memoryview, starts: np.ndarray, ends: np.ndarray) -> None:
+    def add_records(
+        self, chunk_ids: bytes, data: bytes | memoryview, starts: np.ndarray, ends: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Queue several new chunks: chunk ``k`` is ``data[starts[k]:ends[k]]``, its id ``chunk_ids[16k:16k+16]``.
 
-        Chunks that follow each other in ``data`` are copied with one slice. Raises
-        what the worker raised, if it failed.
+        Chunks that follow each other in ``data`` are copied with one slice. Returns where
+        each chunk goes: its batch's sequence number (see :meth:`run_batches`, int32) and
+        its offset in the batch's plaintext (uint32). Raises what the worker raised, if it failed.
         """
         count = len(starts)
+        sequences = np.empty(count, dtype=np.int32)
+        places = np.empty(count, dtype=np.uint32)
         if count == 0:
-            return
+            return sequences, places
         if self._data_key is None:
             self._data_key = self._data_key_factory()
         view = memoryview(data)
@@ -146,7 +156,10 @@ class PackWriter:
             last = int(np.searchsorted(cumulative, taken_before + room, side="left")) + 1
             last = max(first + 1, min(last, count))
             base = len(self._batch)
-            self._batch_offsets.append(base + cumulative[first:last] - lengths[first:last] - taken_before)
+            offsets = base + cumulative[first:last] - lengths[first:last] - taken_before
+            self._batch_offsets.append(offsets)
+            sequences[first:last] = self._batch_sequence
+            places[first:last] = offsets
             self._batch_ids += chunk_ids[first * 16 : last * 16]
             piece_starts = starts[first:last]
             piece_ends = ends[first:last]
@@ -161,10 +174,12 @@ class PackWriter:
             first = last
             if len(self._batch) >= BATCH_TARGET:
                 self._submit_batch()
+        return sequences, places
 
     def _submit_batch(self) -> None:
         if not self._batch_offsets:
             return
+        self._batch_sequence += 1
         batch, ids = self._batch, bytes(self._batch_ids)
         offsets = np.concatenate(self._batch_offsets)
         self._batch = bytearray()
@@ -256,6 +271,10 @@ class PackWriter:
         batches["length"] = [b[1] for b in self._pack_batches]
         batches["batch_id"] = [np.void(b[2]) for b in self._pack_batches]
         self._saved_batches.append(batches)
+        run_rows = batches.copy()
+        run_rows["pack"] = len(self.run_packs)
+        self.run_packs.append(name)
+        self._run_batches.append(run_rows)
         entries = np.zeros(sum(len(offsets) for _, offsets, _ in self._pack_entries), ENTRY_DTYPE)
         row = 0
         for number, (ids, offsets, plaintext_length) in enumerate(self._pack_entries):
@@ -311,6 +330,11 @@ class PackWriter:
         indexes, self._index_futures = self._index_futures, []
         for index_future in indexes:
             index_future.result()
+
+    def run_batches(self) -> np.ndarray:
+        """Every batch this writer saved (BATCH_DTYPE, ``pack`` a row of :attr:`run_packs`), row k
+        the batch of sequence number k. Complete after :meth:`flush`."""
+        return np.concatenate(self._run_batches) if self._run_batches else np.zeros(0, BATCH_DTYPE)
 
     def close(self) -> None:
         """Stop the worker without saving what is still open (used on abort)."""

@@ -211,6 +211,7 @@ def compute_references(
             for component in snapshot.components:
                 if "list" in component:
                     lists.update(idlist.chain_of(component["list"], load))
+                    lists.update(str(name) for name in (component.get("locations") or {}).values())
                     parts.append(np.frombuffer(idlist.materialize(component["list"], load), "S16"))
                 else:
                     parts.append(np.frombuffer(repository.component_ids(component), "S16"))

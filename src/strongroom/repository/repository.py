@@ -50,7 +50,7 @@ from strongroom.errors import (
     StrongroomError,
     UsageError,
 )
-from strongroom.repository import idlist
+from strongroom.repository import idlist, locations
 from strongroom.repository.chunker import MAX_RECORD, READ_SIZE, ContentChunker, record_spans_ahead
 from strongroom.repository.format import (
     CONFIG_MAGIC,
@@ -82,6 +82,15 @@ from strongroom.repository.keys import (
     keyed_hasher,
     object_name,
     verify_signature,
+)
+from strongroom.repository.locations import (
+    LOCATIONS_MAGIC,
+    RUN_DTYPE,
+    UNKNOWN,
+    Hints,
+    LocationMap,
+    encode_hints,
+    literal_runs,
 )
 from strongroom.repository.lock import RepositoryLock
 from strongroom.repository.marks import marked_ids, read_marks, unmarked_ids
@@ -290,6 +299,8 @@ class Repository:
         self.lock_wait_seconds = lock_wait_seconds
         # the writer's record caches (see recordcache.py); None: every backup hashes every record
         self.cache_dir = cache_dir
+        # restores follow the location hints of lists (locations.py) where they have them
+        self.use_hints = True
         self._repository_keys: tuple[bytes, bytes] | None = None
         self._data_keys: dict[str, bytes] = {}
 
@@ -533,6 +544,12 @@ class Repository:
 
     # --- metadata objects ---
 
+    def load_hints(self, name: str) -> Hints:
+        """A location hints object (see locations.py). Raises IntegrityError, ObjectNotFound, StorageError."""
+        what = f"location hints {name[:12]}"
+        payload = open_metadata_array(LOCATIONS_MAGIC, self.metadata_key, self._load(Handle(ObjectType.LISTS, name)), what)
+        return locations.decode_hints(payload, what)
+
     def load_list(self, name: str) -> idlist.IdList:
         """Decode list object ``lists/<name>``. Raises IntegrityError, StorageError."""
         payload = open_metadata_array(LIST_MAGIC, self.metadata_key, self._load(Handle(ObjectType.LISTS, name)), f"id list {name[:12]}")
@@ -661,7 +678,7 @@ class Repository:
         Raises IdentityError (only the writer key, or a wrong identity), IntegrityError
         (damaged or missing data), StorageError, UsageError (no such component).
         """
-        from strongroom.repository.restore import write_component
+        from strongroom.repository.restore import plan_from_hints, write_component
 
         if identities:
             self.identities = identities
@@ -670,15 +687,20 @@ class Repository:
         component = snapshot.component(component_name)
         started = time.monotonic()
         hasher = content_hasher(self.id_key)
-        # The id list is handed over without a reference kept here, so the restore can free it early
-        # (without a merged index, as the two halves the restore sorts and searches).
-        size = write_component(
-            self,
-            index,
-            self.component_ids(component) if index is not None else self.component_id_halves(component),
-            target,
-            what=f"{component_name} of snapshot {snapshot.header.short_id}", hasher=hasher, size=int(component["size"]),
-        )
+        what = f"{component_name} of snapshot {snapshot.header.short_id}"
+        planned = plan_from_hints(self, component, what) if index is None and self.use_hints else None
+        if planned is not None:
+            size = write_component(self, None, None, target, what=what, hasher=hasher, size=int(component["size"]), planned=planned)
+        else:
+            # The id list is handed over without a reference kept here, so the restore can free it early
+            # (without a merged index, as the two halves the restore sorts and searches).
+            size = write_component(
+                self,
+                index,
+                self.component_ids(component) if index is not None else self.component_id_halves(component),
+                target,
+                what=what, hasher=hasher, size=int(component["size"]),
+            )
         if size != int(component["size"]):
             raise IntegrityError(f"{component_name} restored to {size} bytes, the snapshot says {component['size']}")
         if hasher.hexdigest() != component["content_hash"]:
@@ -763,6 +785,7 @@ class SnapshotWriter:
         self._excluded: KnownIds | None = None  # the ids of marked packs: read when first needed
         self._file_chunks: set[bytes] | None = None  # without the index: the previous snapshot's file chunks
         self._caches: list[RecordCacheWriter] = []
+        self._pending_hints: list[_PendingHints] = []  # location hints, saved at commit (after the packs)
         self._worker: HashWorker | None | bool = None  # False: could not start
         self._chunk_key = chunk_hash_key(self.writer_key.id_key)
         self._group_key = group_key(self.writer_key.id_key)
@@ -916,7 +939,15 @@ class SnapshotWriter:
                 stream_state = None
             hasher = content_hasher(self.writer_key.id_key)
             counter = RowCounter(kind)
-            builder = idlist.ListBuilder(str(cache_writer.context.directory) if cache_writer is not None else None)
+            spool_directory = str(cache_writer.context.directory) if cache_writer is not None else None
+            builder = idlist.ListBuilder(spool_directory)
+            rebase_map = None
+            if stream_state is not None and not stream_state.delta and previous is not None:
+                # a new full list after a long chain: records kept from the previous list keep their hints
+                rebase_map = self._location_map(previous)
+            # where each literal of the list goes (location hints, see locations.py): batch rows are
+            # the previous chain's (a rebase) first, then this run's batches by sequence number
+            literal_places = _LiteralPlaces(spool_directory, len(rebase_map.batches) if rebase_map is not None else 0)
             copy_id_hasher = chunk_id_hasher(self._chunk_key)
             size = new_chunks = new_bytes = 0
             worker = self._hash_worker()
@@ -955,7 +986,8 @@ class SnapshotWriter:
                         # rewritten in another order) or new ones; the index tells which
                         known_now, _ = self.known.lookup(np.frombuffer(ids, "S16")[missed], None)
                         found[missed[known_now]] = True
-                    builder.feed(base if stream_state.delta else np.full(len(base), -1, dtype=np.int64), ids)
+                    feed = base if stream_state.delta else np.full(len(base), -1, dtype=np.int64)
+                    builder.feed(feed, ids)
                 else:
                     # the helper hashes the first records while this thread hashes the rest
                     split = block.split
@@ -965,6 +997,7 @@ class SnapshotWriter:
                         found, base = known.lookup(np.frombuffer(ids, "S16"), positions)
                     else:  # a new repository: nothing to look up
                         found, base = np.zeros(len(starts), dtype=bool), np.full(len(starts), -1, dtype=np.int64)
+                    feed = base
                     builder.feed(base, ids)
                 if cache_writer is not None:
                     try:
@@ -977,16 +1010,41 @@ class SnapshotWriter:
                         cache_writer = None
                 id_array = np.frombuffer(ids, "S16")
                 new = np.flatnonzero(~found)
+                lengths = ends - starts
+                count = len(starts)
+                sequences = offsets = None
+                repeated = representative = None
                 if len(new):
                     new_ids = id_array[new]
                     if _has_repeats(new_ids):
-                        # a record repeated inside the block is stored once
-                        _, first = np.unique(new_ids, return_index=True)
+                        # a record repeated inside the block is stored once (the repeats share its place)
+                        _, first, inverse = np.unique(new_ids, return_index=True, return_inverse=True)
+                        repeated, representative = new, new[first[inverse]]
                         new = new[np.sort(first)]
                         new_ids = id_array[new]
-                    self.packer.add_records(new_ids.tobytes(), data, starts[new], ends[new])
+                    sequences, offsets = self.packer.add_records(new_ids.tobytes(), data, starts[new], ends[new])
                     new_chunks += len(new)
-                    new_bytes += int((ends[new] - starts[new]).sum())
+                    new_bytes += int(lengths[new].sum())
+                # where the list's literals went (location hints)
+                if len(new) == count and rebase_map is None and sequences is not None and offsets is not None:
+                    literal_places.add_stored(sequences, offsets, lengths)  # every record stored, in order (a first backup)
+                else:
+                    batch = np.full(count, UNKNOWN, dtype=np.int64)
+                    offset = np.zeros(count, dtype=np.uint32)
+                    if sequences is not None and offsets is not None:
+                        batch[new] = sequences.astype(np.int64) + literal_places.own_base
+                        offset[new] = offsets
+                        if repeated is not None:
+                            batch[repeated], offset[repeated] = batch[representative], offset[representative]
+                    if rebase_map is not None:
+                        kept = np.flatnonzero(base >= 0)
+                        batch_row, kept_offset, _ = rebase_map.places(rebase_map.literals_at(base[kept]))
+                        known_place = batch_row != UNKNOWN
+                        kept = kept[known_place]
+                        batch[kept] = batch_row[known_place]  # a batch of the previous chain
+                        offset[kept] = kept_offset[known_place]
+                    literal = feed < 0
+                    literal_places.add(batch[literal], offset[literal], lengths[literal])
 
             # A block goes through two stages, each a block behind the one before: while this
             # thread matches block k and finishes block k-1, the helper hashes the groups of
@@ -1036,15 +1094,19 @@ class SnapshotWriter:
         positions = None
         release_free_memory()  # the stream's freed buffers, before the list is sealed
         if base_name is None and chunks > _LIST_PIECE:
-            list_name, depth = self._save_full_list_in_pieces(chunks, builder.literals)
+            list_name, depth, shapes = self._save_full_list_in_pieces(chunks, builder.literals)
             builder.literals.close()
             del builder
         else:
             operations = builder.operations()
             depth = base_depth + 1 if base_name else 0
             parts = idlist.encode_parts(base_name, depth, chunks, operations, builder.literals)
-            del builder, operations  # the parts list holds the only references: sealing frees each part once compressed
+            literal_count = len(builder.literals) // ID_SIZE
+            del builder  # the parts list holds the only references: sealing frees each part once compressed
             list_name = self._save_list(parts)
+            shapes = [_ListShape(list_name, base_name, depth, chunks, operations, 0, literal_count)]
+            del operations
+        inherited = dict(previous.get("locations") or {}) if previous is not None and base_name is not None else {}
         if cache_writer is not None:
             try:
                 cache_writer.finish(list_name)
@@ -1056,20 +1118,20 @@ class SnapshotWriter:
             name, kind, size, chunks, new_chunks, new_bytes, counter.result(), time.monotonic() - started,
             stream_state.hashed if stream_state is not None else chunks,
         )
-        self.components.append(
-            {
-                "name": name,
-                "kind": kind,
-                "size": size,
-                "chunks": chunks,
-                "list": list_name,
-                "list_depth": depth,
-                "content_hash": hasher.hexdigest(),
-                "row_counts": counter.result(),
-                "new_chunks": new_chunks,
-                "new_bytes": new_bytes,
-            }
-        )
+        component = {
+            "name": name,
+            "kind": kind,
+            "size": size,
+            "chunks": chunks,
+            "list": list_name,
+            "list_depth": depth,
+            "content_hash": hasher.hexdigest(),
+            "row_counts": counter.result(),
+            "new_chunks": new_chunks,
+            "new_bytes": new_bytes,
+        }
+        self.components.append(component)
+        self._pending_hints.append(_PendingHints(component, shapes, literal_places, inherited, rebase_map))
         self.statistics.append(statistics)
         return statistics
 
@@ -1080,17 +1142,18 @@ class SnapshotWriter:
         self.repository.backend.save(Handle(ObjectType.LISTS, name), stored)
         return name
 
-    def _save_full_list_in_pieces(self, count: int, literals: SpooledBytes) -> tuple[str, int]:
+    def _save_full_list_in_pieces(self, count: int, literals: SpooledBytes) -> tuple[str, int, list[_ListShape]]:
         """A long full list saved as a short chain: a full list of its first ids, then deltas
         that copy all of their base and add the next ids (an ordinary delta chain, so readers
         need nothing new). Each object holds at most ``count / pieces`` ids, so a first
         backup of millions of rows never holds its whole list (64 MB for 4 M ids) at once.
-        Returns (name of the last object, its depth). Raises StorageError, OSError."""
+        Returns (name of the last object, its depth, the shape of every object). Raises StorageError, OSError."""
         pieces = min(_LIST_PIECES_MAX, -(-count // _LIST_PIECE))
         per_piece = -(-count // pieces)
         base: str | None = None
         done = 0
         depth = -1
+        shapes: list[_ListShape] = []
         for _ in range(pieces):
             take = min(per_piece, count - done)
             ids = literals.read(done * ID_SIZE, take * ID_SIZE)
@@ -1098,12 +1161,15 @@ class SnapshotWriter:
                 raise OSError(5, "the spooled id list is shorter than its count")
             operations = [0, done, idlist.LITERAL, take] if base else [idlist.LITERAL, take]
             depth += 1
+            previous_piece = base
             base = self._save_list(idlist.encode_parts(base, depth, done + take, operations, ids))
+            shapes.append(_ListShape(base, previous_piece, depth, done + take, np.array(operations, dtype=np.int64).reshape(-1, 2),
+                                     done, take))
             done += take
             del ids
             release_free_memory()
         assert base is not None and done == count
-        return base, depth
+        return base, depth, shapes
 
     def _base_for(self, name: str) -> tuple[str | None, int, np.ndarray | None]:
         """The previous list of component ``name`` to delta against: (list name, depth, positions)."""
@@ -1195,6 +1261,7 @@ class SnapshotWriter:
         try:
             self.packer.flush()
             self.packer.close()
+            self._save_hints()
             predecessor = self.predecessor
             header = {
                 "kind": KIND_SNAPSHOT,
@@ -1237,6 +1304,46 @@ class SnapshotWriter:
                 self.abort()
             else:
                 self.lock.release()
+
+    def _location_map(self, component: dict[str, Any]) -> LocationMap | None:
+        """The location hints of a previous component's list, or None (none, or unreadable: logged)."""
+        names = component.get("locations")
+        if not names or "list" not in component:
+            return None
+        try:
+            chain = locations.load_chain(str(component["list"]), dict(names), self.repository.load_hints)
+            return LocationMap(chain) if chain is not None else None
+        except (IntegrityError, ObjectNotFound) as error:
+            log.warning("the location hints of %s are unreadable (%s): its records get none", component["name"], error)
+            return None
+
+    def _save_hints(self) -> None:
+        """Save the location hints of this run's lists (their batches are all saved now) and name
+        them in their components. Raises StorageError, OSError (the spool)."""
+        own_batches = self.packer.run_batches()
+        for pending in self._pending_hints:
+            packs: list[str] = []
+            tables = []
+            if pending.rebase_map is not None:
+                packs += pending.rebase_map.packs
+                tables.append(pending.rebase_map.batches)
+            own = own_batches.copy()
+            own["pack"] += len(packs)
+            packs += self.packer.run_packs
+            tables.append(own)
+            batches = np.concatenate(tables)
+            names = dict(pending.inherited)
+            for shape in pending.shapes:
+                run_first, run_batch, run_offset, lengths = pending.places.piece(shape.first_literal, shape.literals)
+                hints = Hints(shape.name, shape.base, shape.depth, shape.count, shape.operations, packs, batches,
+                              run_first, run_batch, run_offset, lengths)
+                stored = seal_metadata(LOCATIONS_MAGIC, self.writer_key.metadata_key, encode_hints(hints), level=ID_TABLE_LEVEL)
+                hint_name = object_name(stored)
+                self.repository.backend.save(Handle(ObjectType.LISTS, hint_name), stored)
+                names[shape.name] = hint_name
+            pending.places.close()
+            pending.component["locations"] = names
+        self._pending_hints.clear()
 
     def abort(self) -> None:
         """Give up: stop the worker, release the lock. Saved packs stay, unreferenced, for prune."""
@@ -1292,6 +1399,103 @@ class _Block:
 
 # The hashing helper's keys (in the order given to it), and the share of a block's records it
 # hashes when every record is hashed (the backup's thread also compresses, looks up and packs).
+@dataclass
+class _ListShape:
+    """A list object a backup saved: its name, base, depth, count, operations, and which of the
+    stream's literals it holds (from ``first_literal``, ``literals`` of them)."""
+
+    name: str
+    base: str | None
+    depth: int
+    count: int
+    operations: np.ndarray
+    first_literal: int
+    literals: int
+
+
+class _LiteralPlaces:
+    """Where a record stream's literals went, spooled as the stream goes: their lengths
+    (uint32) and their runs (RUN_DTYPE, see locations.py). Batch references below
+    ``own_base`` are rows of the previous chain's batches (a rebase); this run's batch of
+    sequence number k is ``own_base + k``. Raises OSError (the spool)."""
+
+    def __init__(self, directory: str | None, own_base: int) -> None:
+        self.own_base = own_base
+        self.lengths = SpooledBytes(directory)
+        self.runs = SpooledBytes(directory)
+        self.count = 0
+        self._last: tuple[int, int] | None = None  # the open run's batch and where it ends (UNKNOWN, 0)
+
+    def add(self, batch: np.ndarray, offset: np.ndarray, length: np.ndarray) -> None:
+        """The next literals' places: batch reference (UNKNOWN: not known), offset, length."""
+        if len(batch):
+            tail = int(offset[-1]) + int(length[-1])
+            self._append(literal_runs(batch, offset, length), (int(batch[0]), int(offset[0])), (int(batch[-1]), tail), length)
+
+    def add_stored(self, sequences: np.ndarray, offsets: np.ndarray, length: np.ndarray) -> None:
+        """The next literals, every one stored by this run in order: a batch's records are
+        contiguous, so a run ends where the batch changes (:meth:`add` in fewer passes)."""
+        if len(sequences) == 0:
+            return
+        first = np.flatnonzero(np.concatenate(([True], sequences[1:] != sequences[:-1])))
+        runs = np.zeros(len(first), RUN_DTYPE)
+        runs["first"] = first
+        runs["batch"] = sequences[first] + self.own_base
+        runs["offset"] = offsets[first]
+        head = (int(sequences[0]) + self.own_base, int(offsets[0]))
+        tail = (int(sequences[-1]) + self.own_base, int(offsets[-1]) + int(length[-1]))
+        self._append(runs, head, tail, length)
+
+    def _append(self, runs: np.ndarray, head: tuple[int, int], tail: tuple[int, int], length: np.ndarray) -> None:
+        """Spool ``runs`` (``first`` relative to these literals) and the literals' lengths; ``head``
+        and ``tail`` are the first literal's (batch, offset) and the last one's (batch, end)."""
+        if self._last is not None:
+            last_batch, last_end = self._last
+            if head[0] == last_batch and (head[0] == UNKNOWN or head[1] == last_end):
+                runs = runs[1:]  # these literals continue the open run
+        runs["first"] += self.count
+        self.runs += runs
+        self.lengths += np.ascontiguousarray(length, dtype="<u4")
+        self._last = (tail[0], tail[1] if tail[0] != UNKNOWN else 0)
+        self.count += len(length)
+
+    def piece(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The runs (first relative to ``first``, batch, offset) and lengths of literals
+        ``[first, first + count)``."""
+        runs = np.frombuffer(self.runs.read(0, self.runs.nbytes), RUN_DTYPE)
+        lengths = np.frombuffer(self.lengths.read(4 * first, 4 * count), "<u4")
+        if len(lengths) != count:
+            raise OSError(5, "the spooled record places are shorter than their count")
+        if count == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.uint32), lengths
+        a = int(np.searchsorted(runs["first"], first, side="right")) - 1
+        b = int(np.searchsorted(runs["first"], first + count, side="left"))
+        chosen = runs[a:b].copy()
+        if chosen["first"][0] < first:
+            # the piece starts inside a run: it starts there, after the lengths before it
+            if chosen["batch"][0] != UNKNOWN:
+                before = np.frombuffer(self.lengths.read(4 * int(chosen["first"][0]), 4 * (first - int(chosen["first"][0]))), "<u4")
+                chosen["offset"][0] += int(before.sum(dtype=np.uint64))
+            chosen["first"][0] = first
+        return chosen["first"] - first, chosen["batch"], chosen["offset"], lengths
+
+    def close(self) -> None:
+        self.lengths.close()
+        self.runs.close()
+
+
+@dataclass
+class _PendingHints:
+    """A record component's location hints, waiting for the run's last pack: its list objects,
+    where each literal went, the previous chain's hints (a rebase) and the hints it inherits."""
+
+    component: dict[str, Any]
+    shapes: list[_ListShape]
+    places: _LiteralPlaces
+    inherited: dict[str, str]
+    rebase_map: LocationMap | None
+
+
 _CHUNK_KEY_NUMBER = 0
 _GROUP_KEY_NUMBER = 1
 _WORKER_SHARE = 0.75

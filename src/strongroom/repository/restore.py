@@ -1,7 +1,9 @@
 """Restoring a component: locate every record, then write the output front to back.
 
-The id list gives each record's length, so the output is the records in list
-order. Restoring locates each listed id in the index (batch, offset and length in
+The output is the records in list order. Where the list's location hints are at
+hand (:func:`plan_from_hints`, locations.py), the runs come from them: no id is read
+and nothing is looked up, except records the hints do not place. Otherwise restoring
+locates each listed id in the index (batch, offset and length in
 the batch's plaintext), groups consecutive records that are also consecutive in
 one batch into *runs*, and writes the output sequentially: runs are copied into a
 buffer of :data:`WRITE_BUFFER` bytes, which is hashed (the component's keyed
@@ -14,13 +16,15 @@ changed) hold records scattered over the output and stay until their last one.
 Without a merged index at hand, the ids are located by reading the index objects
 one at a time against the sorted unique listed ids, so the whole index is never
 held. Memory: about 32 bytes a listed record (its id as two sorted halves, its place in the
-list, its batch, offset and length), plus the index objects and batches in flight.
+list, its batch, offset and length), plus the index objects and batches in flight; with
+hints, their 4 bytes a literal (its length) and the runs.
 """
 
 from __future__ import annotations
 
 import collections
 import ctypes
+import logging
 import os
 import sys
 import queue
@@ -60,6 +64,7 @@ LOCATE_PIECE = 1 << 18  # index entries searched at a time (bounds the temporary
 
 
 _Item = TypeVar("_Item")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -307,61 +312,154 @@ class _Prefetcher:
 
 def _runs(locations: RecordLocations) -> tuple[list[int], list[int], list[int]]:
     """The records as runs consecutive in one batch: (batch, start in its plaintext, end) of each run."""
-    batch, source = locations.batch, locations.source
+    return _runs_of(locations.batch, locations.source, locations.length)
+
+
+def _runs_of(batch: np.ndarray, source: np.ndarray, length: np.ndarray) -> tuple[list[int], list[int], list[int]]:
+    """:func:`_runs` of records given as three aligned arrays."""
     if len(batch) == 0:
         return [], [], []
-    ends = source.astype(np.int64) + locations.length
+    ends = source.astype(np.int64) + length
     starts = np.flatnonzero(np.concatenate(([True], (batch[1:] != batch[:-1]) | (source[1:] != ends[:-1]))))
     last = np.append(starts[1:], len(batch)) - 1
     return batch[starts].tolist(), source[starts].astype(np.int64).tolist(), ends[last].tolist()
 
 
+@dataclass
+class PlannedRuns:
+    """A restore's runs, found from location hints: (batch, start, end) in output order, the
+    batches being rows of ``index.batches``."""
+
+    index: RepositoryIndex
+    batches: list[int]
+    starts: list[int]
+    ends: list[int]
+
+
+def plan_from_hints(repository: Repository, component: dict[str, Any], what: str) -> PlannedRuns | None:
+    """The runs of a record component from the location hints of its list chain (see
+    locations.py), or None when it has none (then the caller locates every record).
+
+    Records whose hint is unknown, or whose pack is no longer stored (repacked), are located
+    in the index objects, and only those. Hints that cannot be read are logged and ignored.
+    Raises IntegrityError (a record in no index object), StorageError.
+    """
+    from strongroom.errors import ObjectNotFound
+    from strongroom.repository.locations import UNKNOWN, LocationMap, load_chain
+
+    names = component.get("locations")
+    if not names or "list" not in component:
+        return None
+    try:
+        chain = load_chain(str(component["list"]), dict(names), repository.load_hints)
+        if chain is None:
+            return None
+        mapping = LocationMap(chain)
+    except (IntegrityError, ObjectNotFound) as error:
+        log.warning("%s: the location hints are unreadable (%s): every record is located in the index", what, error.message)
+        return None
+    mapping.drop_packs({info.handle.name for info in repository.backend.list(ObjectType.DATA)})
+    batch, start, end, literal = mapping.pieces()
+    index = RepositoryIndex(list(mapping.packs), mapping.batches)
+    unknown = np.flatnonzero(batch == UNKNOWN)
+    if len(unknown):
+        # Pieces the hints cannot place (one literal each): located in the index, only those.
+        needed, inverse = np.unique(literal[unknown], return_inverse=True)
+        found, index = _locate_missing(repository, mapping, chain, needed, what)
+        batch[unknown] = found.batch[inverse].astype(np.int64) + len(mapping.batches)
+        start[unknown] = found.source[inverse]
+        end[unknown] = found.source[inverse].astype(np.int64) + found.length[inverse]
+    del chain, mapping, literal
+    if len(batch) == 0:
+        return PlannedRuns(index, [], [], [])
+    # join pieces that continue each other in one batch
+    joined = np.ones(len(batch), dtype=bool)
+    joined[1:] = (batch[1:] != batch[:-1]) | (start[1:] != end[:-1])
+    first = np.flatnonzero(joined)
+    last = np.append(first[1:], len(batch)) - 1
+    return PlannedRuns(index, batch[first].tolist(), start[first].tolist(), end[last].tolist())
+
+
+def _locate_missing(
+    repository: Repository, mapping: Any, chain: list[Any], missing: np.ndarray, what: str
+) -> tuple[RecordLocations, RepositoryIndex]:
+    """Locate the joined literals ``missing`` of ``mapping`` in the index objects; return their
+    places (aligned with ``missing``; batches numbered after ``mapping``'s) and the index of
+    every batch now referred to."""
+    objects = mapping.object_of(missing)
+    ids = np.empty(len(missing), "S16")
+    for number in np.unique(objects).tolist():
+        chosen = np.flatnonzero(objects == number)
+        literals = np.frombuffer(repository.load_list(chain[number].list_name).literals, "S16")
+        ids[chosen] = literals[missing[chosen] - mapping.literal_base[number]]
+    high, low = split_ids(ids)
+    del ids
+    order = sort_order(high, low)
+    located = locate_streaming(repository.iter_index_objects(), SortedIds(high[order], low[order]), what, order)
+    numbers = {name: number for number, name in enumerate(mapping.packs)}
+    remap = np.array([numbers.setdefault(name, len(numbers)) for name in located.index.packs], dtype="<u4")
+    extra = located.index.batches.copy()
+    if len(extra):
+        extra["pack"] = remap[extra["pack"]]
+    return located, RepositoryIndex(list(numbers), np.concatenate([mapping.batches, extra]))
+
+
 def write_component(
     repository: Repository,
     index: RepositoryIndex | None,
-    ids: bytes | bytearray | np.ndarray | tuple[np.ndarray, np.ndarray],
+    ids: bytes | bytearray | np.ndarray | tuple[np.ndarray, np.ndarray] | None,
     target: Path,
     *,
     what: str,
     hasher: Any,
     size: int | None = None,
+    planned: PlannedRuns | None = None,
 ) -> int:
     """Write the records ``ids`` into a new file ``target`` (mode 0600), updating ``hasher`` with
     its content in order; return its size. ``ids`` is the list (16 bytes an id) or, without an
     index, may be its two halves as :func:`split_ids` gives them (then sorted in place). Without
     ``index`` the ids are located reading the index objects one at a time. ``size``, the size
     the snapshot gives, lets the file's pages be prepared while the records are located (see
-    :class:`_Prefill`); the file always ends up exactly as long as what was written.
+    :class:`_Prefill`); the file always ends up exactly as long as what was written. Given
+    ``planned`` (runs found from location hints), ``ids`` and ``index`` are not used.
 
     Raises UsageError when ``target`` exists, IntegrityError, IdentityError, StorageError.
     """
+    if planned is None and ids is None:
+        raise UsageError("a restore needs the list of ids or planned runs")
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise UsageError(f"{target} already exists: restore never overwrites", hint="name an empty folder") from None
     prefill = _Prefill(fd, size)
     try:
-        if index is None:
+        if planned is not None:
+            run_batches, run_starts, run_ends, found_index = planned.batches, planned.starts, planned.ends, planned.index
+            if size is None:
+                prefill.start(int(sum(end - start for start, end in zip(run_starts, run_ends))))
+        elif index is None:
             # The index objects are read, decrypted and decompressed in a thread while the list is
             # split and sorted here (both release the GIL for most of their work).
             with _Ahead(repository.iter_index_objects(), INDEX_AHEAD) as objects:
                 if isinstance(ids, tuple):
                     high, low = ids
                 else:
+                    assert ids is not None
                     high, low = split_ids(np.frombuffer(ids, "S16"))
                 del ids  # the caller passes the list without keeping it: 16 bytes a record freed here
                 locations = _locate_halves(objects, high, low, what)
                 del high, low
         else:
-            if isinstance(ids, tuple):
+            if isinstance(ids, tuple) or ids is None:
                 raise UsageError("a restore with a merged index takes the list of ids, not its halves")
             locations = locate_in_index(index, ids, what)
             del ids
-        run_batches, run_starts, run_ends = _runs(locations)
-        found_index = locations.index
-        if size is None:
-            prefill.start(int(locations.length.sum(dtype=np.int64)))
-        del locations
+        if planned is None:
+            run_batches, run_starts, run_ends = _runs(locations)
+            found_index = locations.index
+            if size is None:
+                prefill.start(int(locations.length.sum(dtype=np.int64)))
+            del locations
     except BaseException:
         prefill.stop()
         os.close(fd)
