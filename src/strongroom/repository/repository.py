@@ -1313,7 +1313,7 @@ class SnapshotWriter:
         try:
             chain = locations.load_chain(str(component["list"]), dict(names), self.repository.load_hints)
             return LocationMap(chain) if chain is not None else None
-        except (IntegrityError, ObjectNotFound) as error:
+        except (IntegrityError, ObjectNotFound, RepositoryError) as error:
             log.warning("the location hints of %s are unreadable (%s): its records get none", component["name"], error)
             return None
 

@@ -344,7 +344,7 @@ def plan_from_hints(repository: Repository, component: dict[str, Any], what: str
     in the index objects, and only those. Hints that cannot be read are logged and ignored.
     Raises IntegrityError (a record in no index object), StorageError.
     """
-    from strongroom.errors import ObjectNotFound
+    from strongroom.errors import ObjectNotFound, RepositoryError
     from strongroom.repository.locations import UNKNOWN, LocationMap, load_chain
 
     names = component.get("locations")
@@ -355,7 +355,7 @@ def plan_from_hints(repository: Repository, component: dict[str, Any], what: str
         if chain is None:
             return None
         mapping = LocationMap(chain)
-    except (IntegrityError, ObjectNotFound) as error:
+    except (IntegrityError, ObjectNotFound, RepositoryError) as error:  # RepositoryError: a newer format version
         log.warning("%s: the location hints are unreadable (%s): every record is located in the index", what, error.message)
         return None
     mapping.drop_packs({info.handle.name for info in repository.backend.list(ObjectType.DATA)})
@@ -431,12 +431,12 @@ def write_component(
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise UsageError(f"{target} already exists: restore never overwrites", hint="name an empty folder") from None
-    prefill = _Prefill(fd, size)
+    # The file's pages are prepared while the records are located (one core idle); with planned runs
+    # there is no such wait, and zeroing first would only copy every page twice.
+    prefill = _Prefill(fd, size if planned is None else None)
     try:
         if planned is not None:
             run_batches, run_starts, run_ends, found_index = planned.batches, planned.starts, planned.ends, planned.index
-            if size is None:
-                prefill.start(int(sum(end - start for start, end in zip(run_starts, run_ends))))
         elif index is None:
             # The index objects are read, decrypted and decompressed in a thread while the list is
             # split and sorted here (both release the GIL for most of their work).
