@@ -31,7 +31,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -1135,11 +1135,16 @@ class SnapshotWriter:
         self.statistics.append(statistics)
         return statistics
 
-    def _save_list(self, parts: list[Any]) -> str:
-        """Seal and save a list object's payload parts; return its name. Raises StorageError."""
+    def _save_list(self, parts: list[Any], saver: ThreadPoolExecutor | None = None,
+                   saves: list[Future[None]] | None = None) -> str:
+        """Seal and save a list object's payload parts; return its name. With ``saver``, the save
+        runs there (its future appended to ``saves``) while the caller goes on. Raises StorageError."""
         stored = seal_metadata(LIST_MAGIC, self.writer_key.metadata_key, parts, level=ID_TABLE_LEVEL)
         name = object_name(stored)
-        self.repository.backend.save(Handle(ObjectType.LISTS, name), stored)
+        if saver is not None and saves is not None:
+            saves.append(saver.submit(self.repository.backend.save, Handle(ObjectType.LISTS, name), stored))
+        else:
+            self.repository.backend.save(Handle(ObjectType.LISTS, name), stored)
         return name
 
     def _save_full_list_in_pieces(self, count: int, literals: SpooledBytes) -> tuple[str, int, list[_ListShape]]:
@@ -1154,20 +1159,30 @@ class SnapshotWriter:
         done = 0
         depth = -1
         shapes: list[_ListShape] = []
-        for _ in range(pieces):
-            take = min(per_piece, count - done)
-            ids = literals.read(done * ID_SIZE, take * ID_SIZE)
-            if len(ids) != take * ID_SIZE:
-                raise OSError(5, "the spooled id list is shorter than its count")
-            operations = [0, done, idlist.LITERAL, take] if base else [idlist.LITERAL, take]
-            depth += 1
-            previous_piece = base
-            base = self._save_list(idlist.encode_parts(base, depth, done + take, operations, ids))
-            shapes.append(_ListShape(base, previous_piece, depth, done + take, np.array(operations, dtype=np.int64).reshape(-1, 2),
-                                     done, take))
-            done += take
-            del ids
-            release_free_memory()
+        # each piece names the one before, so they are sealed in turn; each is saved (written and
+        # synced) in a thread while the next is sealed
+        saves: list[Future[None]] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="strongroom-list-save") as saver:
+            try:
+                for _ in range(pieces):
+                    take = min(per_piece, count - done)
+                    ids = literals.read(done * ID_SIZE, take * ID_SIZE)
+                    if len(ids) != take * ID_SIZE:
+                        raise OSError(5, "the spooled id list is shorter than its count")
+                    operations = [0, done, idlist.LITERAL, take] if base else [idlist.LITERAL, take]
+                    depth += 1
+                    previous_piece = base
+                    base = self._save_list(idlist.encode_parts(base, depth, done + take, operations, ids), saver, saves)
+                    shapes.append(_ListShape(base, previous_piece, depth, done + take,
+                                             np.array(operations, dtype=np.int64).reshape(-1, 2), done, take))
+                    done += take
+                    del ids
+                    while len(saves) > 1:  # at most one sealed piece waits for its save
+                        saves.pop(0).result()
+                    release_free_memory()
+            finally:
+                for save in saves:
+                    save.result()  # every piece is saved before the list is named (or the error raised)
         assert base is not None and done == count
         return base, depth, shapes
 
@@ -1333,14 +1348,21 @@ class SnapshotWriter:
             tables.append(own)
             batches = np.concatenate(tables)
             names = dict(pending.inherited)
-            for shape in pending.shapes:
+
+            def save(shape: _ListShape, pending: _PendingHints = pending, packs: list[str] = packs,
+                     batches: np.ndarray = batches) -> str:
                 run_first, run_batch, run_offset, lengths = pending.places.piece(shape.first_literal, shape.literals)
                 hints = Hints(shape.name, shape.base, shape.depth, shape.count, shape.operations, packs, batches,
                               run_first, run_batch, run_offset, lengths)
                 stored = seal_metadata(LOCATIONS_MAGIC, self.writer_key.metadata_key, encode_hints(hints), level=ID_TABLE_LEVEL)
                 hint_name = object_name(stored)
                 self.repository.backend.save(Handle(ObjectType.LISTS, hint_name), stored)
-                names[shape.name] = hint_name
+                return hint_name
+
+            # hints objects do not name each other: sealed and saved two at a time
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="strongroom-hints") as sealers:
+                for shape, hint_name in zip(pending.shapes, sealers.map(save, pending.shapes)):
+                    names[shape.name] = hint_name
             pending.places.close()
             pending.component["locations"] = names
         self._pending_hints.clear()
