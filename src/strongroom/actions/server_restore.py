@@ -545,20 +545,13 @@ class _Planner:
                 "host": target.host, "port": str(target.effective_port), "username": target.user or "",
                 "password": target.password or "", "database": target.database or "",
             }
-            if target.socket:
-                desired["unix_socket"] = target.socket
-            elif source.get("unix_socket"):
-                desired["unix_socket"] = ""
+            _socket_update(desired, target, source)
             for key, value in desired.items():
                 if str(source.get(key, "")) != str(value):
                     updates[f"Datasources.default.{key}"] = value
             plan.database.datasource_updates = tuple(sorted(k.rsplit(".", 1)[1] for k in updates if k.startswith("Datasources")))
-        if not updates:
-            return content, ""
-        try:
-            rewritten = set_php_values(text, updates, file_name="passbolt.php", constants=constants)
-        except SourceError as error:
-            plan.warnings.append(f"{error.message}: passbolt.php was restored as backed up ({error.hint})")
+        rewritten = _edited(plan, text, updates, "passbolt.php", constants)
+        if rewritten is None:
             return content, ""
         return rewritten.encode("utf-8"), "updated: " + ", ".join(sorted(updates))
 
@@ -575,18 +568,11 @@ class _Planner:
                                    "database": target.database or ""}
         if "port" in source or target.effective_port != DEFAULT_PORT[target.engine]:
             desired["port"] = str(target.effective_port)
-        if target.socket:
-            desired["unix_socket"] = target.socket
-        elif source.get("unix_socket"):
-            desired["unix_socket"] = ""
+        _socket_update(desired, target, source)
         updates: dict[str, str | int] = {f"$default.{key}": value for key, value in desired.items()
                                          if str(source.get(key, "")) != value}
-        if not updates:
-            return content, ""
-        try:
-            rewritten = set_php_values(text, updates, file_name="database.php", constants=constants)
-        except SourceError as error:
-            plan.warnings.append(f"{error.message}: database.php was restored as backed up ({error.hint})")
+        rewritten = _edited(plan, text, updates, "database.php", constants)
+        if rewritten is None:
             return content, ""
         plan.database.datasource_updates = tuple(sorted(key.split(".", 1)[1] for key in updates))
         return rewritten.encode("utf-8"), "updated: " + ", ".join(sorted(key.split(".", 1)[1] for key in updates))
@@ -637,6 +623,26 @@ ENV_OF_PHP = {
     "EMAIL_TRANSPORT_DEFAULT_PASSWORD": "EmailTransport.default.password",
     "EMAIL_TRANSPORT_DEFAULT_TLS": "EmailTransport.default.tls",
 }
+
+
+def _socket_update(desired: dict[str, Any], target: DatabaseTarget, source: dict[str, Any]) -> None:
+    """The datasource's socket: the target's, or none where the restored file named one."""
+    if target.socket:
+        desired["unix_socket"] = target.socket
+    elif source.get("unix_socket"):
+        desired["unix_socket"] = ""
+
+
+def _edited(plan: RestorePlan, text: str, updates: dict[str, str | int], file_name: str, constants: Any) -> str | None:
+    """``text`` with ``updates`` set; None when there are none, or when they cannot be made safely
+    (then the file is restored as backed up, and the plan warns)."""
+    if not updates:
+        return None
+    try:
+        return set_php_values(text, updates, file_name=file_name, constants=constants)
+    except SourceError as error:
+        plan.warnings.append(f"{error.message}: {file_name} was restored as backed up ({error.hint})")
+        return None
 
 
 def _mounted_reader(mounts: list[tuple[PurePosixPath, Path]]) -> Callable[[PurePosixPath], str]:
