@@ -18,7 +18,7 @@ from test_list_chains import _applied, _chain
 from strongroom.repository import idlist, locations
 from strongroom.repository.check import check_repository
 from strongroom.repository import repository as repository_module
-from strongroom.repository.locations import Hints, LocationMap, compose_segments, decode_hints, encode_hints
+from strongroom.repository.locations import Hints, LocationMap, decode_hints, encode_hints
 from strongroom.storage.backend import ObjectType
 
 NAME = "database.sql"
@@ -188,8 +188,8 @@ def test_hints_survive_their_encoding_and_give_each_literal_its_place() -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_composed_segments_give_the_applied_list(seed: int) -> None:
-    """The chain's operations composed into segments name, for every position, the literal the
-    list holds there (random chains, as the list tests make them)."""
+    """The location map of a chain names, for every position, the literal the list holds there
+    (random chains, as the list tests make them)."""
     generator = random.Random(seed)
     for _ in range(150):
         objects, top = _chain(generator, generator.randint(0, 5))
@@ -205,14 +205,11 @@ def test_composed_segments_give_the_applied_list(seed: int) -> None:
             chain.append(Hints(name, decoded.base, decoded.depth, decoded.count, decoded.operations, [],
                                np.zeros(0, locations.BATCH_DTYPE), runs["first"], runs["batch"], runs["offset"],
                                np.ones(count, np.uint32)))
-        segment_objects, segment_firsts, segment_counts = compose_segments(chain)
+        mapping = LocationMap(chain)
+        joined = mapping.literals_at(np.arange(mapping.count))
+        owners = mapping.object_of(joined)
         composed = b"".join(
-            bytes(objects[names[obj]].literals[16 * first : 16 * (first + count)])
-            for obj, first, count in zip(segment_objects.tolist(), segment_firsts.tolist(), segment_counts.tolist())
+            bytes(objects[names[owner]].literals[16 * local : 16 * (local + 1)])
+            for owner, local in zip(owners.tolist(), (joined - mapping.literal_base[owners]).tolist())
         )
         assert composed == bytes(_applied(objects, top))
-        mapping = LocationMap(chain)
-        joined = [int(mapping.literal_base[obj]) + first + k
-                  for obj, first, count in zip(segment_objects.tolist(), segment_firsts.tolist(), segment_counts.tolist())
-                  for k in range(count)]
-        assert mapping.literals_at(np.arange(mapping.count)).tolist() == joined

@@ -21,8 +21,9 @@ Payload layout (before zstd and the metadata seal): ``kind:u8`` (0 full, 1 delta
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -44,6 +45,10 @@ class IdList:
     count: int
     operations: np.ndarray  # shape (n, 2) int64
     literals: bytes | memoryview
+
+    @property
+    def literal_count(self) -> int:
+        return len(self.literals) // ID_SIZE
 
     def apply(self, base_ids: bytes | bytearray | None, what: str) -> bytearray:
         """The full list (``count`` ids concatenated) from this object and its base's full list.
@@ -205,7 +210,7 @@ def materialize_halves(name: str, load: Callable[[str], IdList]) -> tuple[np.nda
     needs only the halves; 64 MB less for a 4 M-id list). Raises as :func:`materialize`.
     """
     chain = _load_chain(name, load)
-    levels, sources, counts = _compose(chain)
+    levels, sources, counts = compose(chain)
     count = chain[0][1].count
     high = np.empty(count, dtype=np.uint64)
     low = np.empty(count, dtype=np.uint64)
@@ -213,7 +218,7 @@ def materialize_halves(name: str, load: Callable[[str], IdList]) -> tuple[np.nda
     position = 0
     for level, source, length in zip(levels.tolist(), sources.tolist(), counts.tolist()):
         pairs = tables[level][source : source + length]
-        if len(pairs) != length or position + length > count:  # _compose checked it; never broadcast
+        if len(pairs) != length or position + length > count:  # compose checked it; never broadcast
             raise IntegrityError(f"id list {name[:12]} refers past its literal ids")
         high[position : position + length] = pairs[:, 0]
         low[position : position + length] = pairs[:, 1]
@@ -228,14 +233,14 @@ def materialize(name: str, load: Callable[[str], IdList]) -> np.ndarray:
     """The full id list of list object ``name``, following its base chain (at most MAX_DEPTH + 1 objects).
 
     ``load(name)`` returns a decoded list object. The chain's operations are composed first
-    (:func:`_compose`: where each stretch of the list comes from, among the chain's literal
+    (:func:`compose`: where each stretch of the list comes from, among the chain's literal
     ids), then the list is written once into a buffer of its final size: no intermediate
     list is made for each base (a 4 M-id list is 64 MB, fresh memory each time). The buffer
     is a numpy array (uint8, 16 bytes an id), which gets huge pages where bytes would not.
     Raises IntegrityError on a cycle, a broken chain or an inconsistent object.
     """
     chain = _load_chain(name, load)
-    levels, sources, counts = _compose(chain)
+    levels, sources, counts = compose(chain)
     output = np.empty(chain[0][1].count * ID_SIZE, dtype=np.uint8)
     literal_views = [memoryview(decoded.literals) for _, decoded in chain]
     try:
@@ -251,7 +256,21 @@ def materialize(name: str, load: Callable[[str], IdList]) -> np.ndarray:
     return output
 
 
-def _check_operations(decoded: IdList, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class ListShape(Protocol):
+    """What composing a chain needs of a list object (an :class:`IdList`, or the location
+    hints that describe one): its base, length, operations and how many literals it holds."""
+
+    @property
+    def base(self) -> str | None: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def operations(self) -> np.ndarray: ...
+    @property
+    def literal_count(self) -> int: ...
+
+
+def _check_operations(decoded: ListShape, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The operations of ``decoded`` as (starts, counts, positions: where each begins in its
     list, with the list's length appended), checked as :meth:`IdList.apply` checks them.
     Raises IntegrityError."""
@@ -267,12 +286,12 @@ def _check_operations(decoded: IdList, what: str) -> tuple[np.ndarray, np.ndarra
         raise IntegrityError(f"{what} yields {int(positions[-1])} ids but says {decoded.count}")
     literal = starts == LITERAL
     literal_counts = np.where(literal, counts, 0)
-    if int(literal_counts.sum()) * ID_SIZE > len(decoded.literals):
+    if int(literal_counts.sum()) > decoded.literal_count:
         raise IntegrityError(f"{what} refers past its literal ids")
     return starts, counts, positions
 
 
-def _compose(chain: list[tuple[str, IdList]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def compose(chain: Sequence[tuple[str, ListShape]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where each stretch of the first object's list comes from: (level, start, count) arrays in
     list order, ``level`` indexing ``chain`` (the object, then its base, ...) and ``start`` an id
     position in that object's literal ids. Copies are followed down the chain a level at a time,

@@ -9,8 +9,10 @@ it. It saves that knowledge beside each list object it writes, as a *hint object
   that a restore composes the chain from hint objects alone, without the ids;
 - the batches its records went to (pack name, place in the pack, batch id), as in an
   index object;
-- for each literal id of the list object, in order: its batch (a row of that table, or
-  -1: unknown), its offset in the batch's plaintext and its length.
+- its literal ids' places, as *runs* (literals that follow each other in one batch,
+  each starting where the one before ended: batch, a row of that table or -1 for
+  unknown, and the first one's offset in the batch's plaintext), and each literal's
+  length.
 
 Snapshot components name the hint objects of their list chain (``"locations"``:
 list name -> hint object name, in the signed body). A literal is unknown when the
@@ -36,7 +38,6 @@ where the one before ended (or literals whose place is unknown).
 
 from __future__ import annotations
 
-import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,8 +47,6 @@ import numpy as np
 from strongroom.errors import IntegrityError
 from strongroom.repository import idlist
 from strongroom.repository.format import BATCH_DTYPE
-
-log = logging.getLogger(__name__)
 
 LOCATIONS_MAGIC = b"SRLC"
 _VERSION = 1
@@ -72,6 +71,10 @@ class Hints:
     run_batch: np.ndarray  # int32 per run, UNKNOWN or a row of ``batches``
     run_offset: np.ndarray  # uint32 per run
     length: np.ndarray  # uint32 per literal
+
+    @property
+    def literal_count(self) -> int:
+        return len(self.length)
 
 
 def literal_runs(batch: np.ndarray, offset: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -184,9 +187,10 @@ class LocationMap:
         self.run_first, self.run_batch, self.run_offset, self.run_end = _join(firsts), _join(batches), _join(offsets), _join(ends)
         self.packs = list(pack_numbers)
         self.batches = np.concatenate(tables) if tables else np.zeros(0, BATCH_DTYPE)
-        segment_object, segment_literal, segment_count = compose_segments(chain)
-        # a segment's literals as joined literal indexes
-        self.segment_first = self.literal_base[segment_object] + segment_literal
+        # the chain's operations composed (idlist.compose: the list object first); a segment's
+        # literals as joined literal indexes
+        levels, segment_literal, segment_count = idlist.compose([(hints.list_name, hints) for hints in reversed(chain)])
+        self.segment_first = self.literal_base[len(chain) - 1 - levels] + segment_literal
         self.segment_count = segment_count
         self.segment_start = np.concatenate(([0], np.cumsum(segment_count)))
         self.count = int(self.segment_start[-1])
@@ -239,8 +243,8 @@ class LocationMap:
             _, offset, length = self.places(piece_last[inside])
             end[inside] = offset.astype(np.int64) + length
         # an unknown piece becomes one piece per literal
-        repeat = np.where(known, 1, piece_last - piece_first + 1)
-        if int(repeat.max()) > 1 or not known.all():
+        if not known.all():
+            repeat = np.where(known, 1, piece_last - piece_first + 1)
             literal = _expand(piece_first, repeat)
             return np.repeat(batch, repeat), np.repeat(start, repeat), np.repeat(end, repeat), literal
         return batch, start, end, piece_first
@@ -257,7 +261,7 @@ class LocationMap:
         batch = self.run_batch[run].copy()
         offset = np.empty(len(literals), dtype=np.uint32)
         length = np.empty(len(literals), dtype=np.uint32)
-        objects = np.searchsorted(self.literal_base, literals, side="right") - 1
+        objects = self.object_of(literals)
         for number in np.unique(objects).tolist():
             chosen = np.flatnonzero(objects == number)
             prefix = self._prefix_of(number)
@@ -297,79 +301,6 @@ def _expand(firsts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 def _join(parts: list[np.ndarray]) -> np.ndarray:
     """The parts concatenated (int64 zeros of length 0 for none)."""
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-
-def compose_segments(chain: list[Hints]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The list at the end of ``chain`` as segments: (object number, first literal, count),
-    in list order. Raises IntegrityError when an operation points outside its base."""
-    objects = np.zeros(0, dtype=np.int64)
-    firsts = np.zeros(0, dtype=np.int64)
-    counts = np.zeros(0, dtype=np.int64)
-    for number, hints in enumerate(chain):
-        what = f"the location hints of list {hints.list_name[:12]}"
-        ops = hints.operations
-        if len(ops) and int(ops[:, 1].min()) < 0:
-            raise IntegrityError(f"{what} have a negative operation length")
-        if int(ops[:, 1].sum()) != hints.count:
-            raise IntegrityError(f"{what} yield {int(ops[:, 1].sum())} records but say {hints.count}")
-        literal = ops[:, 0] == idlist.LITERAL
-        literal_counts = np.where(literal, ops[:, 1], 0)
-        if int(literal_counts.sum()) != len(hints.length):
-            raise IntegrityError(f"{what} have {len(hints.length)} literals, their operations use {int(literal_counts.sum())}")
-        base_start = np.concatenate(([0], np.cumsum(counts)))
-        base_total = int(base_start[-1])
-        copy = ~literal
-        if number == 0 and copy.any():
-            raise IntegrityError(f"{what} copy from a base the full list does not have")
-        copy_start, copy_count = ops[copy, 0], ops[copy, 1]
-        if len(copy_start) and (int(copy_start.min()) < 0 or int((copy_start + copy_count).max()) > base_total):
-            raise IntegrityError(f"{what} copy records outside their base list")
-        # pieces per operation: 1 for a literal run, the base segments a copy spans
-        pieces = np.ones(len(ops), dtype=np.int64)
-        first_segment = np.zeros(len(ops), dtype=np.int64)
-        nonempty = copy & (ops[:, 1] > 0)
-        first_segment[nonempty] = np.searchsorted(base_start, ops[nonempty, 0], side="right") - 1
-        last_segment = np.searchsorted(base_start, ops[nonempty, 0] + ops[nonempty, 1] - 1, side="right") - 1
-        pieces[nonempty] = last_segment - first_segment[nonempty] + 1
-        pieces[copy & (ops[:, 1] == 0)] = 0
-        pieces[literal & (ops[:, 1] == 0)] = 0
-        total = int(pieces.sum())
-        new_objects = np.empty(total, dtype=np.int64)
-        new_firsts = np.empty(total, dtype=np.int64)
-        new_counts = np.empty(total, dtype=np.int64)
-        piece_op = np.repeat(np.arange(len(ops)), pieces)
-        piece_rank = np.arange(total) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-        is_literal = literal[piece_op]
-        # literal pieces
-        literal_first = np.cumsum(literal_counts) - literal_counts
-        at = np.flatnonzero(is_literal)
-        new_objects[at] = number
-        new_firsts[at] = literal_first[piece_op[at]]
-        new_counts[at] = ops[piece_op[at], 1]
-        # copy pieces: clip each spanned base segment to the copied range
-        at = np.flatnonzero(~is_literal)
-        if len(at):
-            op = piece_op[at]
-            segment = first_segment[op] + piece_rank[at]
-            start = np.maximum(base_start[segment], ops[op, 0])
-            end = np.minimum(base_start[segment + 1], ops[op, 0] + ops[op, 1])
-            new_objects[at] = objects[segment]
-            new_firsts[at] = firsts[segment] + (start - base_start[segment])
-            new_counts[at] = end - start
-        objects, firsts, counts = _merge_adjacent(new_objects, new_firsts, new_counts)
-    return objects, firsts, counts
-
-
-def _merge_adjacent(objects: np.ndarray, firsts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Join consecutive segments that continue each other (same object, next literal)."""
-    keep = counts > 0
-    objects, firsts, counts = objects[keep], firsts[keep], counts[keep]
-    if len(objects) < 2:
-        return objects, firsts, counts
-    starts = np.ones(len(objects), dtype=bool)
-    starts[1:] = (objects[1:] != objects[:-1]) | (firsts[1:] != firsts[:-1] + counts[:-1])
-    first = np.flatnonzero(starts)
-    return objects[first], firsts[first], np.add.reduceat(counts, first)
 
 
 def load_chain(

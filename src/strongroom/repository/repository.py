@@ -1419,8 +1419,6 @@ class _Block:
     changed_ids: bytes = b""  # the changed records' ids, when hashed here
 
 
-# The hashing helper's keys (in the order given to it), and the share of a block's records it
-# hashes when every record is hashed (the backup's thread also compresses, looks up and packs).
 @dataclass
 class _ListShape:
     """A list object a backup saved: its name, base, depth, count, operations, and which of the
@@ -1447,6 +1445,7 @@ class _LiteralPlaces:
         self.runs = SpooledBytes(directory)
         self.count = 0
         self._last: tuple[int, int] | None = None  # the open run's batch and where it ends (UNKNOWN, 0)
+        self._all_runs: np.ndarray | None = None  # read back once, when the pieces are cut
 
     def add(self, batch: np.ndarray, offset: np.ndarray, length: np.ndarray) -> None:
         """The next literals' places: batch reference (UNKNOWN: not known), offset, length."""
@@ -1484,7 +1483,9 @@ class _LiteralPlaces:
     def piece(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The runs (first relative to ``first``, batch, offset) and lengths of literals
         ``[first, first + count)``."""
-        runs = np.frombuffer(self.runs.read(0, self.runs.nbytes), RUN_DTYPE)
+        if self._all_runs is None:
+            self._all_runs = np.frombuffer(self.runs.read(0, self.runs.nbytes), RUN_DTYPE)
+        runs = self._all_runs
         lengths = np.frombuffer(self.lengths.read(4 * first, 4 * count), "<u4")
         if len(lengths) != count:
             raise OSError(5, "the spooled record places are shorter than their count")
@@ -1518,6 +1519,8 @@ class _PendingHints:
     rebase_map: LocationMap | None
 
 
+# The hashing helper's keys (in the order given to it), and the share of a block's records it
+# hashes when every record is hashed (the backup's thread also compresses, looks up and packs).
 _CHUNK_KEY_NUMBER = 0
 _GROUP_KEY_NUMBER = 1
 _WORKER_SHARE = 0.75

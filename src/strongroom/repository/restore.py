@@ -36,10 +36,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from strongroom.errors import IntegrityError, UsageError
+from strongroom.errors import IntegrityError, ObjectNotFound, RepositoryError, UsageError
 from strongroom.repository.format import BATCH_DTYPE, PACK_HEADER_SIZE, batch_associated_data, decompress, parse_pack_header
 from strongroom.repository.index import IndexObject, RepositoryIndex, SortedIds, ascending, entry_id_halves, sort_order, split_ids
 from strongroom.repository.keys import unseal
+from strongroom.repository.locations import UNKNOWN, Hints, LocationMap, load_chain
 from strongroom.storage.backend import Handle, ObjectType
 
 if TYPE_CHECKING:
@@ -344,9 +345,6 @@ def plan_from_hints(repository: Repository, component: dict[str, Any], what: str
     in the index objects, and only those. Hints that cannot be read are logged and ignored.
     Raises IntegrityError (a record in no index object), StorageError.
     """
-    from strongroom.errors import ObjectNotFound, RepositoryError
-    from strongroom.repository.locations import UNKNOWN, LocationMap, load_chain
-
     names = component.get("locations")
     if not names or "list" not in component:
         return None
@@ -381,7 +379,7 @@ def plan_from_hints(repository: Repository, component: dict[str, Any], what: str
 
 
 def _locate_missing(
-    repository: Repository, mapping: Any, chain: list[Any], missing: np.ndarray, what: str
+    repository: Repository, mapping: LocationMap, chain: list[Hints], missing: np.ndarray, what: str
 ) -> tuple[RecordLocations, RepositoryIndex]:
     """Locate the joined literals ``missing`` of ``mapping`` in the index objects; return their
     places (aligned with ``missing``; batches numbered after ``mapping``'s) and the index of
@@ -394,8 +392,7 @@ def _locate_missing(
         ids[chosen] = literals[missing[chosen] - mapping.literal_base[number]]
     high, low = split_ids(ids)
     del ids
-    order = sort_order(high, low)
-    located = locate_streaming(repository.iter_index_objects(), SortedIds(high[order], low[order]), what, order)
+    located = _locate_halves(repository.iter_index_objects(), high, low, what)
     numbers = {name: number for number, name in enumerate(mapping.packs)}
     remap = np.array([numbers.setdefault(name, len(numbers)) for name in located.index.packs], dtype="<u4")
     extra = located.index.batches.copy()
